@@ -1,0 +1,306 @@
+"""The ``eventlake`` command line: parse flags, then call one function per command.
+
+Every flag can also be set with the ``EVENTLAKE_*`` environment variable that
+``--help`` shows. Exit codes: 0 done, 2 usage or configuration error,
+1 failure while running.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from flows.commands import (
+    ProduceSettings,
+    default_topic,
+    echo_error,
+    output_path,
+    produce_command,
+    run_command,
+)
+from flows.demo import DemoSettings, run_demo
+from flows.durations import parse_duration
+from flows.settings import FlowSettings
+from sources.broker import DEFAULT_STATE_FILE, DEFAULT_TOPICS, create_topic, read_state, serve
+from sources.connection import resolve_target
+from sources.errors import BrokerError, ConfigError, EventlakeError
+from sources.generators import GENERATORS
+from sources.producer import ProduceRequest
+from sources.topics import parse_topic_list, parse_topic_spec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option that also reads ``EVENTLAKE_<env>`` and shows it and its default."""
+    return click.option(
+        *decls, envvar=f"EVENTLAKE_{env}", show_envvar=True, show_default=True, **kwargs
+    )
+
+
+class _Duration(click.ParamType[float]):
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            return parse_duration(str(value)).total_seconds()
+        except ConfigError as err:
+            self.fail(str(err), param, ctx)
+
+
+class _UtcTime(click.ParamType[datetime]):
+    name = "ISO-8601"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not ISO-8601, e.g. 2024-05-01T13:00:00Z", param, ctx)
+        if parsed.tzinfo is None:
+            self.fail(f"{value!r} has no timezone; add Z or an offset like +02:00", param, ctx)
+        return parsed
+
+
+brokers_option = env_option(
+    "--brokers",
+    env="BROKERS",
+    default=None,
+    help="Kafka bootstrap servers HOST:PORT[,...]. [default: the running `eventlake broker`]",
+)
+state_file_option = env_option(
+    "--state-file",
+    env="STATE_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_STATE_FILE,
+    help="Where `eventlake broker` records its address.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="eventlake")
+def cli() -> None:
+    """eventlake: windowed aggregations from Kafka to Parquet, on bytewax."""
+
+
+@cli.group(invoke_without_command=True)
+@env_option(
+    "--brokers-count",
+    env="BROKERS_COUNT",
+    type=click.IntRange(1, 16),
+    default=1,
+    help="Number of brokers in the embedded cluster.",
+)
+@env_option(
+    "--topics",
+    env="BROKER_TOPICS",
+    default=",".join(str(t) for t in DEFAULT_TOPICS),
+    help="Topics to create, NAME[:PARTITIONS],... (partitions default to 8).",
+)
+@state_file_option
+@click.pass_context
+def broker(ctx: click.Context, brokers_count: int, topics: str, state_file: Path) -> None:
+    """Run the embedded Kafka broker (librdkafka's mock cluster) until Ctrl-C.
+
+    Prints the bootstrap servers as the first line of stdout. In-memory only:
+    everything is gone when it stops.
+    """
+    if ctx.invoked_subcommand is None:
+        serve(parse_topic_list(topics), brokers_count, state_file)
+
+
+@broker.command("create-topic")
+@click.argument("spec")
+@state_file_option
+def broker_create_topic(spec: str, state_file: Path) -> None:
+    """Create topic SPEC (NAME[:PARTITIONS]) on the running embedded broker."""
+    topic = parse_topic_spec(spec)
+    state = read_state(state_file)
+    if state is None:
+        raise BrokerError(
+            f"no embedded broker is running (no live {state_file}); start `eventlake broker`"
+        )
+    create_topic(state.control_socket, topic)
+    click.echo(f"created topic {topic.name} with {topic.partitions} partitions")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(GENERATORS)))
+@env_option(
+    "--topic",
+    env="TOPIC",
+    default=None,
+    help="Topic to write. [default: requests for monitoring, shop for analytics]",
+)
+@env_option(
+    "--count",
+    env="PRODUCE_COUNT",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send this many events, then stop.",
+)
+@env_option(
+    "--duration",
+    env="PRODUCE_DURATION",
+    type=_Duration(),
+    default=None,
+    help="Send for this long (e.g. 30s, 5m), then stop. "
+    "Without --count or --duration: until Ctrl-C.",
+)
+@env_option(
+    "--rate",
+    env="PRODUCE_RATE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Events per second (wall clock); event time then follows the clock. "
+    "[default: as fast as possible]",
+)
+@env_option(
+    "--seed",
+    env="PRODUCE_SEED",
+    type=int,
+    default=0,
+    help="Generator seed; the same seed gives the same events.",
+)
+@env_option(
+    "--start",
+    env="PRODUCE_START",
+    type=_UtcTime(),
+    default=None,
+    help="Event time of the first event. [default: now]",
+)
+@env_option(
+    "--event-rate",
+    env="PRODUCE_EVENT_RATE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=200.0,
+    help="Events per second of event time when --rate is not set.",
+)
+@env_option(
+    "--partitions",
+    env="PARTITIONS",
+    type=click.IntRange(min=1),
+    default=8,
+    help="Partitions of the topic if it must be created (embedded broker only).",
+)
+@brokers_option
+@state_file_option
+def produce(
+    kind: str,
+    topic: str | None,
+    count: int | None,
+    duration: float | None,
+    rate: float | None,
+    seed: int,
+    start: datetime | None,
+    event_rate: float,
+    partitions: int,
+    brokers: str | None,
+    state_file: Path,
+) -> None:
+    """Send synthetic KIND events (monitoring or analytics) to Kafka."""
+    target = resolve_target(brokers, state_file)
+    request = ProduceRequest(topic or GENERATORS[kind].default_topic, count, duration, rate)
+    produce_command(target, ProduceSettings(kind, request, seed, start, event_rate, partitions))
+
+
+@cli.command()
+@click.argument("name")
+@env_option(
+    "--topic",
+    env="TOPIC",
+    default=None,
+    help="Input topic. [default: the flow's, e.g. requests for monitoring]",
+)
+@env_option(
+    "--out",
+    env="OUT",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    help="Output directory; tables go under OUT/<table>/.",
+)
+@env_option(
+    "--bounded/--unbounded",
+    env="BOUNDED",
+    default=False,
+    help="Stop at the end offsets present at start, emitting every window.",
+)
+@env_option(
+    "--workers",
+    env="WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="bytewax worker threads in this process.",
+)
+@brokers_option
+@state_file_option
+def run(
+    name: str,
+    topic: str | None,
+    out: Path,
+    bounded: bool,
+    workers: int,
+    brokers: str | None,
+    state_file: Path,
+) -> None:
+    """Run flow NAME (monitoring) reading Kafka and writing Parquet."""
+    settings = FlowSettings(
+        target=resolve_target(brokers, state_file),
+        topic=topic or default_topic(name),
+        out=output_path(out),
+        bounded=bounded,
+        workers=workers,
+    )
+    run_command(name, settings)
+
+
+@cli.command()
+@env_option(
+    "--out",
+    env="DEMO_OUT",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo-output"),
+    help="Where the demo writes its tables (replaced on every run).",
+)
+@env_option(
+    "--monitoring-events",
+    env="DEMO_MONITORING_EVENTS",
+    type=click.IntRange(min=1),
+    default=200_000,
+    help="Monitoring events to produce.",
+)
+@env_option(
+    "--analytics-events",
+    env="DEMO_ANALYTICS_EVENTS",
+    type=click.IntRange(min=1),
+    default=100_000,
+    help="Analytics events to produce.",
+)
+@env_option("--seed", env="DEMO_SEED", type=int, default=0, help="Generator seed.")
+def demo(out: Path, monitoring_events: int, analytics_events: int, seed: int) -> None:
+    """Start an embedded broker, produce events, run the monitoring flow, show the output."""
+    run_demo(DemoSettings(out, monitoring_events, analytics_events, seed))
+
+
+def main() -> None:
+    """Entry point of the ``eventlake`` console script."""
+    try:
+        cli(prog_name="eventlake")
+    except ConfigError as err:
+        echo_error(str(err))
+        sys.exit(2)
+    except EventlakeError as err:
+        echo_error(str(err))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""What each CLI command does, once its flags are parsed into settings."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from flows.registry import flow_module
+from flows.runner import run_dataflow
+from flows.settings import FlowSettings
+from sources.connection import KafkaTarget, ensure_topic, list_topics
+from sources.errors import ConfigError
+from sources.generators import GENERATORS
+from sources.producer import ProduceReport, ProduceRequest, produce
+from sources.progress import Progress
+from sources.topics import TopicSpec
+
+
+@dataclass(frozen=True)
+class ProduceSettings:
+    """Options of ``eventlake produce``."""
+
+    kind: str
+    """Which generator: a key of :data:`sources.generators.GENERATORS`."""
+    request: ProduceRequest
+    """Topic, how many events, for how long, how fast."""
+    seed: int = 0
+    """Seed of the generator; the same seed gives the same events."""
+    start: datetime | None = None
+    """Event time of the first event; None means now."""
+    event_rate: float = 200.0
+    """Events per second of event time when no wall-clock rate is set."""
+    partitions: int = 8
+    """Partitions of the topic if eventlake creates it on the embedded broker."""
+
+
+def produce_command(target: KafkaTarget, settings: ProduceSettings) -> ProduceReport:
+    """Produce generated events; Ctrl-C ends an endless run after a flush."""
+    request = settings.request
+    if request.count is not None and request.duration_s is not None:
+        raise ConfigError("pass either --count or --duration, not both")
+    ensure_topic(target, TopicSpec(request.topic, settings.partitions))
+    generator = GENERATORS[settings.kind](
+        seed=settings.seed,
+        start=settings.start,
+        events_per_second=request.rate or settings.event_rate,
+    )
+    progress = Progress(f"produce {settings.kind} → {request.topic}", request.count)
+    report = produce(generator, target, request, progress, _stop_on_signals())
+    progress.finish(f"{report.sent:,} events delivered to {request.topic!r}")
+    return report
+
+
+def run_command(name: str, settings: FlowSettings) -> None:
+    """Run flow ``name`` to completion (bounded) or until interrupted."""
+    module = flow_module(name)
+    if settings.topic not in list_topics(settings.target):
+        raise ConfigError(
+            f"topic {settings.topic!r} does not exist on {settings.target.bootstrap_servers}; "
+            "pass --topic, or produce events first with `eventlake produce`"
+        )
+    progress = Progress(f"run {name}")
+    flow = module.build_flow(settings, progress)
+    run_dataflow(flow, settings.workers)
+    progress.finish(f"output under {settings.out}/")
+
+
+def default_topic(name: str) -> str:
+    """The topic flow ``name`` reads when --topic is not given."""
+    return flow_module(name).DEFAULT_TOPIC
+
+
+def output_path(path: Path) -> Path:
+    """``path`` if it can hold output tables, else ConfigError naming the fix."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; pass a directory")
+    return path
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event that SIGINT/SIGTERM set, so an endless run can end cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def echo_error(message: str) -> None:
+    """Print an error the way every command does."""
+    print(f"error: {message}", file=sys.stderr)

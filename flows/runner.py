@@ -1,0 +1,31 @@
+"""Run a dataflow in this process and surface eventlake errors from inside it."""
+
+from __future__ import annotations
+
+from bytewax._bytewax import cli_main
+from bytewax.dataflow import Dataflow
+
+from sources.errors import EventlakeError
+
+
+def run_dataflow(flow: Dataflow, workers: int = 1) -> None:
+    """Run ``flow`` with ``workers`` worker threads until its input ends.
+
+    An :class:`EventlakeError` raised by an operator is re-raised as itself
+    (bytewax wraps operator exceptions), so its message reaches the user.
+    """
+    try:
+        cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
+    except Exception as err:
+        cause = _eventlake_cause(err)
+        if cause is not None:
+            raise cause from err
+        raise
+
+
+def _eventlake_cause(err: BaseException | None) -> EventlakeError | None:
+    while err is not None:
+        if isinstance(err, EventlakeError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None

@@ -1,0 +1,99 @@
+"""Where Kafka is: ``--brokers``, else the embedded broker's state file.
+
+Every command that talks to Kafka resolves its target here, so they all fail
+the same way, before doing anything, when no broker can be found or reached.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from sources.broker import create_topic, read_state
+from sources.errors import ConfigError
+from sources.topics import TopicSpec
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
+REACH_TIMEOUT_S = 10.0
+
+NO_BROKER_HELP = (
+    "no Kafka brokers: pass --brokers HOST:PORT[,HOST:PORT...] (or set EVENTLAKE_BROKERS), "
+    "or start the embedded broker in another terminal with `eventlake broker`"
+)
+
+
+@dataclass(frozen=True)
+class KafkaTarget:
+    """A Kafka cluster to talk to.
+
+    ``control_socket`` is set only for the embedded broker, which is the one
+    cluster where eventlake may create topics itself.
+    """
+
+    bootstrap_servers: str
+    control_socket: str | None = None
+
+    def client_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka settings every eventlake client starts from."""
+        return {"bootstrap.servers": self.bootstrap_servers}
+
+
+def validate_brokers(brokers: str) -> str:
+    """Return ``brokers`` stripped if it is a HOST:PORT list, else raise ConfigError."""
+    entries = [entry.strip() for entry in brokers.split(",")]
+    for entry in entries:
+        match = _HOST_PORT.match(entry)
+        if not match or not 0 < int(match.group(1)) < 65536:
+            raise ConfigError(
+                f"invalid --brokers entry {entry!r}: write HOST:PORT with a port from 1 to "
+                "65535, comma-separated for several brokers, e.g. 127.0.0.1:9092"
+            )
+    return ",".join(entries)
+
+
+def resolve_target(brokers: str | None, state_file: Path) -> KafkaTarget:
+    """The cluster named by ``brokers``, else the running embedded broker.
+
+    Raises :class:`ConfigError` (with :data:`NO_BROKER_HELP`) if neither exists.
+    """
+    if brokers:
+        return KafkaTarget(validate_brokers(brokers))
+    state = read_state(state_file)
+    if state is None:
+        raise ConfigError(f"{NO_BROKER_HELP} (no running broker recorded in {state_file})")
+    return KafkaTarget(state.bootstrap_servers, state.control_socket)
+
+
+def list_topics(target: KafkaTarget, timeout_s: float = REACH_TIMEOUT_S) -> dict[str, int]:
+    """Topic name → partition count; raises ConfigError if Kafka cannot be reached."""
+    admin = AdminClient(target.client_config())
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as err:
+        raise ConfigError(
+            f"cannot reach Kafka at {target.bootstrap_servers} within {timeout_s:.0f}s "
+            f"({err.args[0].str()}); check --brokers, or start `eventlake broker`"
+        ) from err
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def ensure_topic(target: KafkaTarget, spec: TopicSpec) -> int:
+    """Make sure ``spec.name`` exists and return its partition count.
+
+    On the embedded broker a missing topic is created with ``spec.partitions``;
+    on any other cluster a missing topic is a ConfigError saying to create it.
+    """
+    topics = list_topics(target)
+    if spec.name in topics:
+        return topics[spec.name]
+    if target.control_socket is None:
+        raise ConfigError(
+            f"topic {spec.name!r} does not exist on {target.bootstrap_servers}; "
+            f"create it first (e.g. with {spec.partitions} partitions)"
+        )
+    create_topic(target.control_socket, spec)
+    return spec.partitions

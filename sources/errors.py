@@ -1,0 +1,18 @@
+"""The one exception hierarchy of eventlake.
+
+Every error a user can meet derives from :class:`EventlakeError`, and its
+message says what to do about it. The CLI maps :class:`ConfigError` to exit
+code 2 (usage or configuration) and every other :class:`EventlakeError` to 1.
+"""
+
+
+class EventlakeError(Exception):
+    """Root of every error eventlake raises on purpose."""
+
+
+class ConfigError(EventlakeError):
+    """Invalid options or environment, detected before anything starts."""
+
+
+class BrokerError(EventlakeError):
+    """The embedded broker, or a Kafka cluster, failed at run time."""

@@ -1,0 +1,169 @@
+"""Send generated events to Kafka at a steady rate, with progress and a summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from sources.connection import KafkaTarget
+from sources.errors import BrokerError
+from sources.generators import EventGenerator
+from sources.progress import Progress
+
+PRODUCER_CONFIG = {
+    "compression.type": "lz4",
+    "linger.ms": "20",
+    "batch.size": "1000000",
+    "queue.buffering.max.messages": "500000",
+    "enable.idempotence": "false",
+}
+_MAX_CHUNK = 5_000
+_FLUSH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ProduceRequest:
+    """How many events to send, for how long, and how fast.
+
+    ``count`` and ``duration_s`` both None means: until SIGINT/SIGTERM.
+    ``rate`` None means as fast as the broker accepts them.
+    """
+
+    topic: str
+    count: int | None = None
+    duration_s: float | None = None
+    rate: float | None = None
+
+
+@dataclass(frozen=True)
+class ProduceReport:
+    """What was delivered: ``sent`` events acknowledged by Kafka in ``seconds``."""
+
+    sent: int
+    seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        """Average delivered events per second."""
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+class _DeliveryTracker:
+    """Counts acknowledged and failed deliveries, from librdkafka callbacks."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.first_error: KafkaError | None = None
+
+    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+            return
+        self.failed += 1
+        self.first_error = self.first_error or err
+
+
+def produce(
+    generator: EventGenerator,
+    target: KafkaTarget,
+    request: ProduceRequest,
+    progress: Progress,
+    stop: threading.Event | None = None,
+) -> ProduceReport:
+    """Send events from ``generator`` to ``request.topic`` and wait for delivery.
+
+    Setting ``stop`` ends an unbounded run early (the CLI sets it on SIGINT).
+    Returns only after every sent event is acknowledged; raises
+    :class:`BrokerError` naming the first failure if any event was not.
+    """
+    producer = Producer({**target.client_config(), **PRODUCER_CONFIG})
+    tracker = _DeliveryTracker()
+    started = time.monotonic()
+    sent = 0
+    for chunk in paced_chunks(generator.events(), request, stop or threading.Event()):
+        for event in chunk:
+            _send(producer, request.topic, generator.key_of(event), _encode(event), tracker)
+        sent += len(chunk)
+        producer.poll(0)
+        progress.advance(len(chunk))
+    remaining = producer.flush(_FLUSH_TIMEOUT_S)
+    elapsed = time.monotonic() - started
+    if tracker.failed or remaining:
+        raise BrokerError(
+            f"{tracker.failed + remaining:,} of {sent:,} events were not delivered to "
+            f"{request.topic!r} ({tracker.first_error or 'flush timed out'}); "
+            "check the broker and retry"
+        )
+    return ProduceReport(tracker.delivered, elapsed)
+
+
+def _encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def _send(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)  # local queue full: let deliveries drain
+
+
+def paced_chunks(
+    events: Iterator[dict[str, Any]],
+    request: ProduceRequest,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], bool] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Chunks of ``events`` released so that ``request`` holds.
+
+    With a rate, chunk k is released no earlier than ``sent_before_k / rate``
+    seconds after start, and a duration caps the total at ``duration * rate``
+    events; without one, chunks follow each other until the count or the
+    duration is reached. ``sleep(seconds)`` returns True to stop early
+    (default: ``stop.wait``).
+    """
+    sleep = sleep or stop.wait
+    started = clock()
+    limit = request.count
+    if request.rate is not None and request.duration_s is not None:
+        limit = math.ceil(request.duration_s * request.rate)
+    sent = 0
+    while not stop.is_set():
+        size = (
+            _chunk_size(request.rate)
+            if limit is None
+            else min(_chunk_size(request.rate), limit - sent)
+        )
+        elapsed = clock() - started
+        if size <= 0 or (request.duration_s is not None and elapsed >= request.duration_s):
+            return
+        if request.rate is not None:
+            ahead = sent / request.rate - elapsed
+            if ahead > 0 and sleep(ahead):
+                return
+        chunk = list(islice(events, size))
+        sent += len(chunk)
+        yield chunk
+
+
+def _chunk_size(rate: float | None) -> int:
+    """About 50 chunks per second when paced, so the rate is smooth."""
+    return _MAX_CHUNK if rate is None else max(1, min(_MAX_CHUNK, int(rate / 50)))

@@ -1,0 +1,45 @@
+"""Shared fixtures: one embedded broker process per test session, topics per test."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sources.broker import EmbeddedBroker
+from sources.connection import KafkaTarget
+from sources.topics import TopicSpec
+
+_topic_numbers = itertools.count()
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The session's embedded broker and a way to make fresh topics on it."""
+
+    process: EmbeddedBroker
+    target: KafkaTarget
+
+    def new_topic(self, prefix: str, partitions: int = 4) -> str:
+        """Create a topic with a name no other test uses; return the name."""
+        name = f"{prefix}-{next(_topic_numbers)}"
+        self.process.create_topic(TopicSpec(name, partitions))
+        return name
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    """An ``eventlake broker`` process shared by the whole session."""
+    embedded = EmbeddedBroker()
+    with embedded as bootstrap:
+        yield Broker(embedded, KafkaTarget(bootstrap))
+
+
+@pytest.fixture
+def new_topic(broker: Broker, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``new_topic(partitions=4)`` creates a topic named after the calling test."""
+    prefix = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:80]
+    return lambda partitions=4: broker.new_topic(prefix, partitions)

@@ -1,0 +1,78 @@
+"""Test helpers that talk to the real broker: produce raw messages, read topics back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from sources.connection import KafkaTarget, list_topics
+
+
+def produce_raw(target: KafkaTarget, topic: str, values: Sequence[bytes | None]) -> None:
+    """Send ``values`` as they are (for malformed input), keyed by index."""
+    producer = Producer(target.client_config())
+    for index, value in enumerate(values):
+        producer.produce(topic, value=value, key=str(index).encode())
+    assert producer.flush(30) == 0
+
+
+def read_topic(target: KafkaTarget, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) in ``topic``, read with a plain consumer (an independent reader)."""
+    partitions = list_topics(target)[topic]
+    consumer = Consumer(
+        {**target.client_config(), "group.id": "tests", "enable.partition.eof": True}
+    )
+    assigned = [TopicPartition(topic, index, 0) for index in range(partitions)]
+    ends = {tp.partition: consumer.get_watermark_offsets(tp)[1] for tp in assigned}
+    consumer.assign(assigned)
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    pending = {partition for partition, end in ends.items() if end > 0}
+    while pending:
+        for message in consumer.consume(10_000, 1.0):
+            if message.error() is None:
+                messages.append((message.key(), message.value()))
+                if message.offset() + 1 >= ends[message.partition()]:
+                    pending.discard(message.partition())
+    consumer.close()
+    return messages
+
+
+def topic_size(target: KafkaTarget, topic: str) -> int:
+    """Number of messages in ``topic`` (sum of high watermarks)."""
+    consumer = Consumer({**target.client_config(), "group.id": "tests"})
+    partitions = list_topics(target)[topic]
+    size = sum(
+        consumer.get_watermark_offsets(TopicPartition(topic, index))[1]
+        for index in range(partitions)
+    )
+    consumer.close()
+    return size
+
+
+def read_events(target: KafkaTarget, topic: str) -> list[dict[str, Any]]:
+    """The JSON-decodable object events of ``topic``, in no particular order."""
+    events = []
+    for _, value in read_topic(target, topic):
+        try:
+            decoded = json.loads(value or b"")
+        except ValueError:
+            continue
+        if isinstance(decoded, dict):
+            events.append(decoded)
+    return events
+
+
+def eventlake(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the ``eventlake`` CLI as a separate OS process and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

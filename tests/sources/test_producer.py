@@ -1,0 +1,137 @@
+"""`eventlake produce`: exact counts, the generator's events, topic handling, pacing."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from datetime import UTC, datetime
+from itertools import count, islice
+
+import pytest
+
+from sources.generators import GENERATORS
+from sources.producer import ProduceRequest, paced_chunks
+from tests.conftest import Broker
+from tests.helpers import eventlake, read_topic, topic_size
+
+START = "2024-05-01T12:00:00Z"
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_produce_sends_exactly_count_generated_events(broker: Broker, new_topic, kind) -> None:
+    topic = new_topic(partitions=4)
+    result = eventlake(
+        "produce", kind, "--count", "3000", "--topic", topic, "--seed", "7", "--start", START,
+        "--brokers", broker.target.bootstrap_servers,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert topic_size(broker.target, topic) == 3000
+
+    generator = GENERATORS[kind](
+        seed=7, start=datetime(2024, 5, 1, 12, tzinfo=UTC), events_per_second=200.0
+    )
+    expected = list(islice(generator.events(), 3000))
+    received = read_topic(broker.target, topic)
+    key_field = generator.key_field
+    assert all(json.loads(value or b"")[key_field].encode() == key for key, value in received)
+    assert sorted(json.loads(value or b"")["ts"] for _, value in received) == sorted(
+        event["ts"] for event in expected
+    )
+    canonical = sorted(json.dumps(event, sort_keys=True) for event in expected)
+    assert (
+        sorted(json.dumps(json.loads(v or b""), sort_keys=True) for _, v in received) == canonical
+    )
+    assert "3,000 events delivered" in result.stderr
+
+
+def test_produce_creates_missing_topic_on_embedded_broker(broker: Broker) -> None:
+    result = eventlake(
+        "produce", "analytics", "--count", "10", "--topic", "fresh-produce-topic",
+        "--partitions", "6", "--state-file", str(broker.process.state_file),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert topic_size(broker.target, "fresh-produce-topic") == 10
+    from sources.connection import list_topics
+
+    assert list_topics(broker.target)["fresh-produce-topic"] == 6
+
+
+def test_produce_refuses_missing_topic_on_other_clusters(broker: Broker) -> None:
+    result = eventlake(
+        "produce", "monitoring", "--count", "1", "--topic", "never-created",
+        "--brokers", broker.target.bootstrap_servers,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_count_and_duration_together_are_a_usage_error(broker: Broker) -> None:
+    result = eventlake(
+        "produce", "monitoring", "--count", "5", "--duration", "1s",
+        "--brokers", broker.target.bootstrap_servers,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "either --count or --duration" in result.stderr
+
+
+def test_bad_duration_names_the_accepted_forms() -> None:
+    result = eventlake("produce", "monitoring", "--duration", "soon")
+    assert result.returncode == 2
+    assert "e.g. 500ms, 30s, 5m" in result.stderr
+
+
+class FakeClock:
+    """Time that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.releases: list[tuple[float, int]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.now += seconds
+        return False
+
+
+def _run_paced(request: ProduceRequest, clock: FakeClock) -> list[tuple[float, int]]:
+    released = []
+    total = 0
+    for chunk in paced_chunks(count(), request, threading.Event(), clock, clock.sleep):
+        total += len(chunk)
+        released.append((clock.now, total))
+        clock.now += 0.001  # sending takes a little time
+    return released
+
+
+def test_rate_is_never_exceeded_and_count_is_exact() -> None:
+    clock = FakeClock()
+    released = _run_paced(ProduceRequest("t", count=10_000, rate=2_000.0), clock)
+    assert released[-1][1] == 10_000
+    chunk = 2_000 // 50
+    for at, total in released:
+        assert total - chunk <= 2_000 * at + 1e-6  # released no earlier than due
+    assert clock.now == pytest.approx(10_000 / 2_000, rel=0.02)
+
+
+def test_rate_with_duration_sends_rate_times_duration() -> None:
+    clock = FakeClock()
+    released = _run_paced(ProduceRequest("t", duration_s=3.0, rate=333.0), clock)
+    assert released[-1][1] == math.ceil(3.0 * 333.0)
+
+
+def test_unpaced_duration_stops_when_time_is_up() -> None:
+    clock = FakeClock()
+    released = _run_paced(ProduceRequest("t", duration_s=0.01), clock)
+    assert clock.now >= 0.01
+    assert len(released) == 10
+
+
+def test_stop_event_ends_an_endless_run() -> None:
+    stop = threading.Event()
+    chunks = paced_chunks(count(), ProduceRequest("t"), stop)
+    next(chunks)
+    stop.set()
+    assert list(chunks) == []
