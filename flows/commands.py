@@ -12,11 +12,12 @@ from pathlib import Path
 from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
-from sources.connection import KafkaTarget, ensure_topic, list_topics
-from sources.errors import ConfigError
+from sources.connection import ensure_topic, list_topics
+from sources.errors import BrokerError, ConfigError
 from sources.generators import GENERATORS
 from sources.producer import ProduceReport, ProduceRequest, produce
 from sources.progress import Progress
+from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 
 
@@ -52,7 +53,25 @@ def produce_command(target: KafkaTarget, settings: ProduceSettings) -> ProduceRe
     progress = Progress(f"produce {settings.kind} → {request.topic}", request.count)
     report = produce(generator, target, request, progress, _stop_on_signals())
     progress.finish(f"{report.sent:,} events delivered to {request.topic!r}")
+    if report.dropped:
+        _report_dropped(target, request.topic, report.dropped)
     return report
+
+
+def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
+    """Data loss in the topic is an error on the embedded broker, a warning elsewhere."""
+    if not target.embedded:
+        print(
+            f"warning: the cluster deleted the {dropped:,} oldest messages of {topic!r} while "
+            "producing (retention); readers starting now will not see them",
+            file=sys.stderr,
+        )
+        return
+    raise BrokerError(
+        f"the embedded broker dropped the {dropped:,} oldest messages of {topic!r}: it keeps "
+        "at most 5 MiB per partition. Spread the events over more partitions "
+        f"(`eventlake broker create-topic {topic}2:32`, then --topic {topic}2) or send fewer"
+    )
 
 
 def run_command(name: str, settings: FlowSettings) -> None:

@@ -14,12 +14,9 @@ import pyarrow.dataset as ds
 from flows import monitoring
 from flows.commands import ProduceSettings, produce_command, run_command
 from flows.settings import FlowSettings
-from sources.broker import EmbeddedBroker
-from sources.connection import KafkaTarget
+from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
 from sources.producer import ProduceRequest
-from sources.topics import TopicSpec
 
-DEMO_PARTITIONS = 8
 EVENT_RATE = 200.0
 DEMO_TABLES = (monitoring.TABLE, "dead_letter")
 
@@ -43,11 +40,11 @@ def run_demo(settings: DemoSettings) -> None:
 
     Everything it starts is stopped before it returns, also on error.
     """
-    topics = [TopicSpec("requests", DEMO_PARTITIONS), TopicSpec("shop", DEMO_PARTITIONS)]
     _step(1, "starting the embedded Kafka broker")
-    with EmbeddedBroker(topics=topics) as bootstrap:
+    broker = EmbeddedBroker(topics=DEFAULT_TOPICS)
+    with broker as bootstrap:
         print(f"      broker at {bootstrap}")
-        target = KafkaTarget(bootstrap)
+        target = broker.target
         _step(2, "producing events")
         for kind, topic, count in (
             ("monitoring", "requests", settings.monitoring_events),
@@ -78,14 +75,14 @@ def describe_output(out: Path) -> str:
     dead_dir = out / "dead_letter"
     dead_rows = ds.dataset(dead_dir).count_rows() if dead_dir.exists() else 0
     lines = [
-        f"{metrics_dir}/: {metrics.num_rows:,} rows (service x minute) in {len(files)} files",
+        f"{metrics_dir}/: {metrics.num_rows:,} rows (service x minute), {len(files)} file(s)",
         f"{dead_dir}/: {dead_rows:,} dead letters",
         "",
         _service_summary(metrics),
         "",
         "Open it with pyarrow (or pandas, DuckDB, Spark):",
         f'  python -c "import pyarrow.dataset as ds; '
-        f"print(ds.dataset('{metrics_dir}').to_table().to_pandas())\"",
+        f"print(ds.dataset('{metrics_dir}').to_table())\"",
     ]
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sources.connection import KafkaTarget
+from sources.target import KafkaTarget
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ and ``create_topic`` asks a running broker for a new topic.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -30,11 +31,16 @@ from typing import IO, Any
 
 from sources.errors import BrokerError, ConfigError, EventlakeError
 from sources.mock_cluster import MockCluster
+from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 
 DEFAULT_STATE_FILE = Path(".eventlake/broker.json")
-DEFAULT_TOPICS = (TopicSpec("requests"), TopicSpec("shop"))
+# Monitoring events are keyed by service (5 keys): with 16 partitions and the
+# murmur2 partitioner each service gets its own partition, which spreads the
+# mock cluster's 5 MiB-per-partition limit over all of them.
+DEFAULT_TOPICS = (TopicSpec("requests", 16), TopicSpec("shop", 8))
 _START_TIMEOUT_S = 30.0
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,12 @@ def create_topic(control_socket: str, spec: TopicSpec, timeout_s: float = 10.0) 
         raise BrokerError(answer.get("error", "the broker refused the request"))
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, so no broker is orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class EmbeddedBroker:
     """An ``eventlake broker`` process, started on enter and stopped on exit.
 
@@ -205,7 +217,9 @@ class EmbeddedBroker:
             "--topics", ",".join(str(spec) for spec in self._topics),
             "--state-file", str(self.state_file),
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent
+        )
         assert self._process.stdout is not None
         first_line = self._process.stdout.readline().strip()
         if not first_line:
@@ -214,12 +228,19 @@ class EmbeddedBroker:
         self.bootstrap_servers = first_line
         return first_line
 
-    def create_topic(self, spec: TopicSpec) -> None:
-        """Create a topic on this broker (see :func:`create_topic`)."""
+    @property
+    def target(self) -> KafkaTarget:
+        """This broker as a target, with its control socket (so topics can be created)."""
         state = read_state(self.state_file)
         if state is None:
             raise BrokerError("the embedded broker is not running")
-        create_topic(state.control_socket, spec)
+        return KafkaTarget(state.bootstrap_servers, state.control_socket)
+
+    def create_topic(self, spec: TopicSpec) -> None:
+        """Create a topic on this broker (see :func:`create_topic`)."""
+        control_socket = self.target.control_socket
+        assert control_socket is not None
+        create_topic(control_socket, spec)
 
     def __exit__(
         self,

@@ -7,14 +7,14 @@ the same way, before doing anything, when no broker can be found or reached.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from sources.broker import create_topic, read_state
 from sources.errors import ConfigError
+from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
@@ -24,22 +24,6 @@ NO_BROKER_HELP = (
     "no Kafka brokers: pass --brokers HOST:PORT[,HOST:PORT...] (or set EVENTLAKE_BROKERS), "
     "or start the embedded broker in another terminal with `eventlake broker`"
 )
-
-
-@dataclass(frozen=True)
-class KafkaTarget:
-    """A Kafka cluster to talk to.
-
-    ``control_socket`` is set only for the embedded broker, which is the one
-    cluster where eventlake may create topics itself.
-    """
-
-    bootstrap_servers: str
-    control_socket: str | None = None
-
-    def client_config(self) -> dict[str, str | int | float | bool]:
-        """librdkafka settings every eventlake client starts from."""
-        return {"bootstrap.servers": self.bootstrap_servers}
 
 
 def validate_brokers(brokers: str) -> str:
@@ -97,3 +81,16 @@ def ensure_topic(target: KafkaTarget, spec: TopicSpec) -> int:
         )
     create_topic(target.control_socket, spec)
     return spec.partitions
+
+
+def low_watermarks(target: KafkaTarget, topic: str) -> list[int]:
+    """The oldest retained offset of each partition of ``topic``, by partition index."""
+    consumer = Consumer({**target.client_config(), "group.id": "eventlake-watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=REACH_TIMEOUT_S).topics[topic].partitions
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, index), REACH_TIMEOUT_S)[0]
+            for index in sorted(partitions)
+        ]
+    finally:
+        consumer.close()

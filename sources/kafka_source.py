@@ -15,9 +15,10 @@ from datetime import datetime
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from sources.connection import KafkaTarget, list_topics
+from sources.connection import list_topics
 from sources.errors import BrokerError, ConfigError
 from sources.progress import Progress
+from sources.target import KafkaTarget
 
 CONSUMER_CONFIG = {
     "group.id": "eventlake",  # required by librdkafka; offsets live in bytewax state

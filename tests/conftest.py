@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from sources.broker import EmbeddedBroker
-from sources.connection import KafkaTarget
+from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 
 _topic_numbers = itertools.count()
@@ -35,7 +35,8 @@ def broker() -> Iterator[Broker]:
     """An ``eventlake broker`` process shared by the whole session."""
     embedded = EmbeddedBroker()
     with embedded as bootstrap:
-        yield Broker(embedded, KafkaTarget(bootstrap))
+        assert bootstrap == embedded.target.bootstrap_servers
+        yield Broker(embedded, embedded.target)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from sources.connection import KafkaTarget, list_topics
+from sources.connection import list_topics
+from sources.target import KafkaTarget
 
 
 def produce_raw(target: KafkaTarget, topic: str, values: Sequence[bytes | None]) -> None:

@@ -12,8 +12,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sources.broker import EmbeddedBroker, read_state
-from sources.connection import KafkaTarget, list_topics
+from sources.connection import list_topics
 from sources.errors import BrokerError
+from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 from tests.conftest import Broker
 from tests.helpers import eventlake, read_topic
@@ -98,7 +99,7 @@ def test_cli_broker_default_topics_are_requests_and_shop(tmp_path: Path) -> None
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     process.stdout.close()
-    assert topics["requests"] == 8 and topics["shop"] == 8
+    assert topics["requests"] == 16 and topics["shop"] == 8
 
 
 def test_second_broker_on_same_state_file_is_refused(tmp_path: Path) -> None:

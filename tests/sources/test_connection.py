@@ -9,12 +9,12 @@ import pytest
 
 from sources.connection import (
     NO_BROKER_HELP,
-    KafkaTarget,
     list_topics,
     resolve_target,
     validate_brokers,
 )
 from sources.errors import ConfigError
+from sources.target import KafkaTarget
 from tests.conftest import Broker
 from tests.helpers import eventlake
 

@@ -135,3 +135,13 @@ def test_stop_event_ends_an_endless_run() -> None:
     next(chunks)
     stop.set()
     assert list(chunks) == []
+
+
+def test_embedded_broker_dropping_old_messages_is_an_error(broker: Broker, new_topic) -> None:
+    topic = new_topic(partitions=1)  # one partition holds ~200k zstd-compressed events
+    result = eventlake(
+        "produce", "monitoring", "--count", "300000", "--topic", topic,
+        "--state-file", str(broker.process.state_file),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "dropped the" in result.stderr and "5 MiB per partition" in result.stderr

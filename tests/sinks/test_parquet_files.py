@@ -1,0 +1,43 @@
+"""Atomic Parquet files and the directory sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from sinks.parquet_files import ParquetDirectorySink, conform, write_atomically
+from sources.errors import EventlakeError
+
+SCHEMA = pa.schema([("key", pa.string()), ("value", pa.int64())])
+
+
+def test_atomic_write_leaves_only_the_final_file(tmp_path: Path) -> None:
+    table = pa.table({"key": ["a", "b"], "value": [1, 2]}, schema=SCHEMA)
+    write_atomically(table, tmp_path / "t" / "part-0.parquet")
+    assert [p.name for p in (tmp_path / "t").iterdir()] == ["part-0.parquet"]
+    assert ds.dataset(tmp_path / "t").to_table().equals(table)
+
+
+def test_conform_casts_to_the_declared_schema() -> None:
+    table = pa.table({"key": ["a"], "value": pa.array([1], pa.int32())})
+    assert conform(table, SCHEMA).schema == SCHEMA
+
+
+def test_conform_rejects_other_columns() -> None:
+    with pytest.raises(EventlakeError, match="do not fit"):
+        conform(pa.table({"value": [1], "key": ["a"]}), SCHEMA)
+
+
+def test_sink_writes_one_file_per_flush_with_fixed_schema(tmp_path: Path) -> None:
+    partition = ParquetDirectorySink(tmp_path, SCHEMA).build("out", 0, 1)
+    partition.write_batch([pa.table({"key": ["a"], "value": [1]}), SCHEMA.empty_table()])
+    partition.write_batch([SCHEMA.empty_table()])
+    partition.write_batch([pa.table({"key": ["b", "c"], "value": [2, 3]})])
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 2
+    table = ds.dataset(tmp_path).to_table()
+    assert table.schema == SCHEMA
+    assert sorted(table["key"].to_pylist()) == ["a", "b", "c"]
