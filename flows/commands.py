@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +53,8 @@ def produce_command(target: KafkaTarget, settings: ProduceSettings) -> ProduceRe
         events_per_second=request.rate or settings.event_rate,
     )
     progress = Progress(f"produce {settings.kind} → {request.topic}", request.count)
-    report = produce(generator, target, request, progress, _stop_on_signals())
+    with _stop_on_signals() as stop:
+        report = produce(generator, target, request, progress, stop)
     progress.finish(f"{report.sent:,} events delivered to {request.topic!r}")
     if report.dropped:
         _report_dropped(target, request.topic, report.dropped)
@@ -100,12 +103,20 @@ def output_path(path: Path) -> Path:
     return path
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event that SIGINT/SIGTERM set, so an endless run can end cleanly."""
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGINT/SIGTERM set while inside, so an endless run can end cleanly.
+
+    The previous handlers are restored on leaving.
+    """
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(signum, lambda *_: stop.set()) for signum in signals]
+    try:
+        yield stop
+    finally:
+        for signum, handler in zip(signals, previous, strict=True):
+            signal.signal(signum, handler)
 
 
 def echo_error(message: str) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime
 from itertools import count, islice
 
@@ -145,3 +150,22 @@ def test_embedded_broker_dropping_old_messages_is_an_error(broker: Broker, new_t
     )  # fmt: skip
     assert result.returncode == 1
     assert "dropped the" in result.stderr and "5 MiB per partition" in result.stderr
+
+
+def test_endless_run_stops_on_sigint_after_delivering_everything_sent(
+    broker: Broker, new_topic
+) -> None:
+    topic = new_topic(partitions=2)
+    command = [sys.executable, "-m", "flows.cli", "produce", "analytics", "--rate", "2000",
+               "--topic", topic, "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    while topic_size(broker.target, topic) < 500:
+        assert process.poll() is None, "the producer stopped by itself"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    delivered = re.search(r"([\d,]+) events delivered", stderr)
+    assert delivered is not None
+    assert int(delivered.group(1).replace(",", "")) == topic_size(broker.target, topic)
