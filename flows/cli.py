@@ -16,16 +16,15 @@ from typing import Any, TypeVar
 import click
 
 from flows.commands import (
-    ProduceSettings,
     default_topic,
     echo_error,
     output_path,
     produce_command,
     run_command,
 )
-from flows.demo import DemoSettings, run_demo
+from flows.demo import run_demo
 from flows.durations import parse_duration
-from flows.settings import FlowSettings
+from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sources.broker import DEFAULT_STATE_FILE, DEFAULT_TOPICS, create_topic, read_state, serve
 from sources.connection import resolve_target
 from sources.errors import BrokerError, ConfigError, EventlakeError
@@ -145,7 +144,7 @@ def broker_create_topic(spec: str, state_file: Path) -> None:
     env="PRODUCE_COUNT",
     type=click.IntRange(min=1),
     default=None,
-    help="Send this many events, then stop.",
+    help="Send this many events, then stop. [default: no limit]",
 )
 @env_option(
     "--duration",
@@ -153,7 +152,7 @@ def broker_create_topic(spec: str, state_file: Path) -> None:
     type=_Duration(),
     default=None,
     help="Send for this long (e.g. 30s, 5m), then stop. "
-    "Without --count or --duration: until Ctrl-C.",
+    "[default: no limit; without --count or --duration, until Ctrl-C]",
 )
 @env_option(
     "--rate",

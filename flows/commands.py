@@ -7,38 +7,18 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from flows.registry import flow_module
 from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.settings import FlowSettings, ProduceSettings
 from sources.connection import ensure_topic, list_topics
 from sources.errors import BrokerError, ConfigError
 from sources.generators import GENERATORS
-from sources.producer import ProduceReport, ProduceRequest, produce
+from sources.producer import ProduceReport, produce
 from sources.progress import Progress
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
-
-
-@dataclass(frozen=True)
-class ProduceSettings:
-    """Options of ``eventlake produce``."""
-
-    kind: str
-    """Which generator: a key of :data:`sources.generators.GENERATORS`."""
-    request: ProduceRequest
-    """Topic, how many events, for how long, how fast."""
-    seed: int = 0
-    """Seed of the generator; the same seed gives the same events."""
-    start: datetime | None = None
-    """Event time of the first event; None means now."""
-    event_rate: float = 200.0
-    """Events per second of event time when no wall-clock rate is set."""
-    partitions: int = 8
-    """Partitions of the topic if eventlake creates it on the embedded broker."""
 
 
 def produce_command(target: KafkaTarget, settings: ProduceSettings) -> ProduceReport:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,27 +11,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from flows import monitoring
-from flows.commands import ProduceSettings, produce_command, run_command
-from flows.settings import FlowSettings
+from flows.commands import produce_command, run_command
+from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
 from sources.producer import ProduceRequest
 
 EVENT_RATE = 200.0
 DEMO_TABLES = (monitoring.TABLE, "dead_letter")
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """Options of ``eventlake demo``."""
-
-    out: Path
-    """Output directory; the demo's tables in it are replaced on every run."""
-    monitoring_events: int
-    """How many monitoring events to produce."""
-    analytics_events: int
-    """How many analytics events to produce."""
-    seed: int = 0
-    """Generator seed."""
 
 
 def run_demo(settings: DemoSettings) -> None:
@@ -81,7 +66,7 @@ def describe_output(out: Path) -> str:
         _service_summary(metrics),
         "",
         "Open it with pyarrow (or pandas, DuckDB, Spark):",
-        f'  python -c "import pyarrow.dataset as ds; '
+        f'  .venv/bin/python -c "import pyarrow.dataset as ds; '
         f"print(ds.dataset('{metrics_dir}').to_table())\"",
     ]
     return "\n".join(lines)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from sources.producer import ProduceRequest
 from sources.target import KafkaTarget
 
 
@@ -22,3 +24,35 @@ class FlowSettings:
     """Stop at the end offsets present at start, emitting every window."""
     workers: int = 1
     """bytewax worker threads in this process."""
+
+
+@dataclass(frozen=True)
+class ProduceSettings:
+    """Options of ``eventlake produce``."""
+
+    kind: str
+    """Which generator: a key of :data:`sources.generators.GENERATORS`."""
+    request: ProduceRequest
+    """Topic, how many events, for how long, how fast."""
+    seed: int = 0
+    """Seed of the generator; the same seed gives the same events."""
+    start: datetime | None = None
+    """Event time of the first event; None means now."""
+    event_rate: float = 200.0
+    """Events per second of event time when no wall-clock rate is set."""
+    partitions: int = 8
+    """Partitions of the topic if eventlake creates it on the embedded broker."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Options of ``eventlake demo``."""
+
+    out: Path
+    """Output directory; the demo's tables in it are replaced on every run."""
+    monitoring_events: int
+    """How many monitoring events to produce."""
+    analytics_events: int
+    """How many analytics events to produce."""
+    seed: int = 0
+    """Generator seed."""
