@@ -27,8 +27,8 @@ from flows.durations import parse_duration
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sources.broker import DEFAULT_STATE_FILE, DEFAULT_TOPICS, create_topic, read_state, serve
 from sources.connection import resolve_target
-from sources.errors import BrokerError, ConfigError, EventlakeError
-from sources.generators import GENERATORS
+from sources.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
+from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
 from sources.producer import ProduceRequest
 from sources.topics import parse_topic_list, parse_topic_spec
 
@@ -118,10 +118,20 @@ def broker(ctx: click.Context, brokers_count: int, topics: str, state_file: Path
 
 @broker.command("create-topic")
 @click.argument("spec")
-@state_file_option
-def broker_create_topic(spec: str, state_file: Path) -> None:
+@env_option(
+    "--state-file",
+    env="STATE_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where the running broker records its address. [default: `eventlake broker "
+    "--state-file`, i.e. .eventlake/broker.json]",
+)
+@click.pass_context
+def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) -> None:
     """Create topic SPEC (NAME[:PARTITIONS]) on the running embedded broker."""
     topic = parse_topic_spec(spec)
+    assert ctx.parent is not None
+    state_file = state_file or ctx.parent.params["state_file"]
     state = read_state(state_file)
     if state is None:
         raise BrokerError(
@@ -135,7 +145,7 @@ def broker_create_topic(spec: str, state_file: Path) -> None:
 @click.argument("kind", type=click.Choice(sorted(GENERATORS)))
 @env_option(
     "--topic",
-    env="TOPIC",
+    env="PRODUCE_TOPIC",
     default=None,
     help="Topic to write. [default: requests for monitoring, shop for analytics]",
 )
@@ -180,8 +190,15 @@ def broker_create_topic(spec: str, state_file: Path) -> None:
     "--event-rate",
     env="PRODUCE_EVENT_RATE",
     type=click.FloatRange(min=0, min_open=True),
-    default=200.0,
+    default=DEFAULT_EVENT_RATE,
     help="Events per second of event time when --rate is not set.",
+)
+@env_option(
+    "--disorder",
+    env="PRODUCE_DISORDER",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Monitoring only: fraction of events sent up to 3 s out of order. [default: 0.05]",
 )
 @env_option(
     "--partitions",
@@ -201,6 +218,7 @@ def produce(
     seed: int,
     start: datetime | None,
     event_rate: float,
+    disorder: float | None,
     partitions: int,
     brokers: str | None,
     state_file: Path,
@@ -208,14 +226,15 @@ def produce(
     """Send synthetic KIND events (monitoring or analytics) to Kafka."""
     target = resolve_target(brokers, state_file)
     request = ProduceRequest(topic or GENERATORS[kind].default_topic, count, duration, rate)
-    produce_command(target, ProduceSettings(kind, request, seed, start, event_rate, partitions))
+    settings = ProduceSettings(kind, request, seed, start, disorder, event_rate, partitions)
+    produce_command(target, settings)
 
 
 @cli.command()
 @click.argument("name")
 @env_option(
     "--topic",
-    env="TOPIC",
+    env="RUN_TOPIC",
     default=None,
     help="Input topic. [default: the flow's, e.g. requests for monitoring]",
 )
@@ -296,6 +315,9 @@ def main() -> None:
     except ConfigError as err:
         echo_error(str(err))
         sys.exit(2)
+    except InterruptedRunError as err:
+        echo_error(str(err))
+        sys.exit(130)
     except EventlakeError as err:
         echo_error(str(err))
         sys.exit(1)

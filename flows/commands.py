@@ -12,9 +12,9 @@ from pathlib import Path
 from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
-from sources.connection import ensure_topic, list_topics
-from sources.errors import BrokerError, ConfigError
-from sources.generators import GENERATORS
+from sources.connection import ensure_topic, require_topic
+from sources.errors import BrokerError, ConfigError, InterruptedRunError
+from sources.generators import GENERATORS, MonitoringGenerator
 from sources.producer import ProduceReport, produce
 from sources.progress import Progress
 from sources.target import KafkaTarget
@@ -26,19 +26,33 @@ def produce_command(target: KafkaTarget, settings: ProduceSettings) -> ProduceRe
     request = settings.request
     if request.count is not None and request.duration_s is not None:
         raise ConfigError("pass either --count or --duration, not both")
-    ensure_topic(target, TopicSpec(request.topic, settings.partitions))
     generator = GENERATORS[settings.kind](
         seed=settings.seed,
         start=settings.start,
         events_per_second=request.rate or settings.event_rate,
+        **_generator_options(settings),
     )
+    ensure_topic(target, TopicSpec(request.topic, settings.partitions))
     progress = Progress(f"produce {settings.kind} → {request.topic}", request.count)
     with _stop_on_signals() as stop:
         report = produce(generator, target, request, progress, stop)
     progress.finish(f"{report.sent:,} events delivered to {request.topic!r}")
     if report.dropped:
         _report_dropped(target, request.topic, report.dropped)
+    if report.stopped and (request.count is not None or request.duration_s is not None):
+        raise InterruptedRunError(
+            f"interrupted after {report.sent:,} events; {request.topic!r} holds fewer than asked"
+        )
     return report
+
+
+def _generator_options(settings: ProduceSettings) -> dict[str, float]:
+    """Options only some generators take; ConfigError if given to another."""
+    if settings.disorder is None:
+        return {}
+    if settings.kind != MonitoringGenerator.name:
+        raise ConfigError("--disorder applies to monitoring events only")
+    return {"disorder": settings.disorder}
 
 
 def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
@@ -60,15 +74,23 @@ def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
 def run_command(name: str, settings: FlowSettings) -> None:
     """Run flow ``name`` to completion (bounded) or until interrupted."""
     module = flow_module(name)
-    if settings.topic not in list_topics(settings.target):
-        raise ConfigError(
-            f"topic {settings.topic!r} does not exist on {settings.target.bootstrap_servers}; "
-            "pass --topic, or produce events first with `eventlake produce`"
-        )
+    require_topic(settings.target, settings.topic)
+    _refuse_earlier_output(settings.out, module.TABLES)
     progress = Progress(f"run {name}")
     flow = module.build_flow(settings, progress)
     run_dataflow(flow, settings.workers)
     progress.finish(f"output under {settings.out}/")
+
+
+def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
+    """ConfigError if ``out`` already holds one of ``tables``: a rerun would add every row again."""
+    for table in tables:
+        files = list((out / table).glob("*.parquet"))
+        if files:
+            raise ConfigError(
+                f"{out / table} already holds {len(files)} Parquet file(s) from an earlier run; "
+                "pass an empty --out directory or remove that one"
+            )
 
 
 def default_topic(name: str) -> str:

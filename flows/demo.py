@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,10 +14,12 @@ from flows import monitoring
 from flows.commands import produce_command, run_command
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
+from sources.decode import DEAD_LETTER_TABLE
+from sources.generators import AnalyticsGenerator, MonitoringGenerator
 from sources.producer import ProduceRequest
 
-EVENT_RATE = 200.0
-DEMO_TABLES = (monitoring.TABLE, "dead_letter")
+# A fixed start makes the demo's output the same on every run and machine.
+DEMO_START = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
 
 def run_demo(settings: DemoSettings) -> None:
@@ -31,19 +33,18 @@ def run_demo(settings: DemoSettings) -> None:
         print(f"      broker at {bootstrap}")
         target = broker.target
         _step(2, "producing events")
-        for kind, topic, count in (
-            ("monitoring", "requests", settings.monitoring_events),
-            ("analytics", "shop", settings.analytics_events),
+        for generator, count in (
+            (MonitoringGenerator, settings.monitoring_events),
+            (AnalyticsGenerator, settings.analytics_events),
         ):
-            start = datetime.now(UTC) - timedelta(seconds=count / EVENT_RATE)
-            request = ProduceRequest(topic, count=count)
-            produce_command(
-                target, ProduceSettings(kind, request, settings.seed, start, EVENT_RATE)
-            )
+            request = ProduceRequest(generator.default_topic, count=count)
+            kind_settings = ProduceSettings(generator.name, request, settings.seed, DEMO_START)
+            produce_command(target, kind_settings)
         _step(3, "running the monitoring flow (bounded) into Parquet")
-        for table in DEMO_TABLES:
+        for table in monitoring.TABLES:
             shutil.rmtree(settings.out / table, ignore_errors=True)
-        run_command("monitoring", FlowSettings(target, "requests", settings.out, bounded=True))
+        flow_settings = FlowSettings(target, monitoring.DEFAULT_TOPIC, settings.out, bounded=True)
+        run_command("monitoring", flow_settings)
     _step(4, "stopped the broker; results:")
     print(describe_output(settings.out))
 
@@ -57,7 +58,7 @@ def describe_output(out: Path) -> str:
     metrics_dir = out / monitoring.TABLE
     metrics = ds.dataset(metrics_dir, format="parquet").to_table()
     files = sorted(metrics_dir.glob("*.parquet"))
-    dead_dir = out / "dead_letter"
+    dead_dir = out / DEAD_LETTER_TABLE
     dead_rows = ds.dataset(dead_dir).count_rows() if dead_dir.exists() else 0
     lines = [
         f"{metrics_dir}/: {metrics.num_rows:,} rows (service x minute), {len(files)} file(s)",

@@ -17,12 +17,13 @@ from bytewax.dataflow import Dataflow
 
 from flows.settings import FlowSettings
 from sinks.parquet_files import ParquetDirectorySink
-from sources.decode import DEAD_LETTER_SCHEMA, DecodedBatch, JsonDecoder
+from sources.decode import DEAD_LETTER_SCHEMA, DEAD_LETTER_TABLE, DecodedBatch, JsonDecoder
 from sources.errors import ConfigError
+from sources.generators import MonitoringGenerator
 from sources.kafka_source import KafkaBatchSource
 from sources.progress import Progress
 
-DEFAULT_TOPIC = "requests"
+DEFAULT_TOPIC = MonitoringGenerator.default_topic
 TABLE = "service_metrics"
 WINDOW = timedelta(minutes=1)
 SHARDS = 64
@@ -58,7 +59,8 @@ _PARTIAL_SCHEMA = pa.schema(
     + [(name, pa.int64()) for name in ("count", "error_count")]
     + [("latency_sum", pa.float64()), ("latency_count", pa.int64()), ("latency_max", pa.float64())]
 )
-DECODER = JsonDecoder(EVENT_SCHEMA, required=("ts",))
+DECODER = JsonDecoder(EVENT_SCHEMA, required=("ts", "service"))
+TABLES = (TABLE, DEAD_LETTER_TABLE)
 
 
 def preaggregate(decoded: DecodedBatch) -> list[tuple[str, pa.Table]]:
@@ -162,7 +164,9 @@ def build_flow(settings: FlowSettings, progress: Progress | None = None) -> Data
     decoded = op.map("decode", op.input("kafka", flow, source), DECODER.decode)
     dead = op.filter_map("dead_letters", decoded, _dead_letters)
     op.output(
-        "dead_letter", dead, ParquetDirectorySink(settings.out / "dead_letter", DEAD_LETTER_SCHEMA)
+        DEAD_LETTER_TABLE,
+        dead,
+        ParquetDirectorySink(settings.out / DEAD_LETTER_TABLE, DEAD_LETTER_SCHEMA),
     )
     partials = op.flat_map("preaggregate", decoded, preaggregate)
     merged = op.fold_final("merge", partials, _PARTIAL_SCHEMA.empty_table, merge_partials)

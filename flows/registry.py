@@ -18,6 +18,7 @@ class FlowModule(Protocol):
     """What every flow module exposes."""
 
     DEFAULT_TOPIC: str
+    TABLES: tuple[str, ...]
 
     def build_flow(self, settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
         """Build the flow's dataflow from validated settings."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bytewax._bytewax import cli_main
 from bytewax.dataflow import Dataflow
+from bytewax.run import cli_main
 
 from sources.errors import EventlakeError
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sources.generators import DEFAULT_EVENT_RATE
 from sources.producer import ProduceRequest
 from sources.target import KafkaTarget
+from sources.topics import DEFAULT_PARTITIONS
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,11 @@ class ProduceSettings:
     """Seed of the generator; the same seed gives the same events."""
     start: datetime | None = None
     """Event time of the first event; None means now."""
-    event_rate: float = 200.0
+    disorder: float | None = None
+    """Monitoring only: fraction of events up to a few seconds out of order."""
+    event_rate: float = DEFAULT_EVENT_RATE
     """Events per second of event time when no wall-clock rate is set."""
-    partitions: int = 8
+    partitions: int = DEFAULT_PARTITIONS
     """Partitions of the topic if eventlake creates it on the embedded broker."""
 
 

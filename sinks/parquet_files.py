@@ -72,4 +72,5 @@ class ParquetDirectorySink(DynamicSink[pa.Table]):
         self._schema = schema
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DirectoryWriter:
+        """The writer of one worker; its file names never collide with another's."""
         return _DirectoryWriter(self._directory, self._schema, worker_index)

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -104,6 +105,21 @@ class _ControlServer(socketserver.ThreadingUnixStreamServer):
         super().__init__(path, _ControlHandler)
 
 
+@contextlib.contextmanager
+def _control_server(cluster: MockCluster) -> Iterator[_ControlServer]:
+    """A control server answering on a fresh Unix socket; removed on exit."""
+    socket_dir = tempfile.mkdtemp(prefix="eventlake-broker-")
+    server = _ControlServer(str(Path(socket_dir) / "control.sock"), cluster)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        Path(server.path).unlink(missing_ok=True)
+        Path(socket_dir).rmdir()
+
+
 def serve(
     topics: Sequence[TopicSpec],
     brokers_count: int,
@@ -112,8 +128,10 @@ def serve(
 ) -> None:
     """Run the embedded broker until SIGINT or SIGTERM, then clean up and return.
 
-    The first line written to ``out`` is the bootstrap servers string.
-    Raises :class:`ConfigError` if another live broker owns ``state_file``.
+    The first line written to ``out`` is the bootstrap servers string; it is
+    written only once every topic exists. Raises :class:`ConfigError` if another
+    live broker owns ``state_file``, :class:`BrokerError` if a topic cannot be
+    created (nothing is left behind either way).
     """
     running = read_state(state_file)
     if running is not None:
@@ -125,23 +143,19 @@ def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     cluster = MockCluster(brokers_count)
-    socket_dir = tempfile.mkdtemp(prefix="eventlake-broker-")
-    server = _ControlServer(str(Path(socket_dir) / "control.sock"), cluster)
     try:
         for spec in topics:
             cluster.create_topic(spec.name, spec.partitions)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        state = BrokerState(cluster.bootstrap_servers, server.path, os.getpid())
-        _write_state(state_file, state)
-        print(cluster.bootstrap_servers, file=out, flush=True)
-        stop.wait()
+        with _control_server(cluster) as server:
+            _write_state(
+                state_file, BrokerState(cluster.bootstrap_servers, server.path, os.getpid())
+            )
+            try:
+                print(cluster.bootstrap_servers, file=out, flush=True)
+                stop.wait()
+            finally:
+                _remove_state(state_file)
     finally:
-        server.shutdown()
-        server.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            Path(server.path).unlink()
-        Path(socket_dir).rmdir()
-        _remove_state(state_file)
         cluster.close()
 
 
@@ -190,11 +204,12 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedBroker:
-    """An ``eventlake broker`` process, started on enter and stopped on exit.
+    """A broker process (see :func:`serve`), started on enter and stopped on exit.
 
     ``with EmbeddedBroker(topics=[TopicSpec("t", 4)]) as bootstrap:`` yields the
     bootstrap servers string once the broker accepts clients. Leaving the block
-    sends SIGTERM and waits for the process to remove its state file.
+    sends SIGTERM, and SIGKILL if the process has not ended in time. The
+    process also ends if its parent dies.
     """
 
     def __init__(
@@ -203,29 +218,29 @@ class EmbeddedBroker:
         brokers_count: int = 1,
         state_file: Path | None = None,
     ) -> None:
-        self._topics = topics
-        self._brokers_count = brokers_count
         self._state_dir = tempfile.TemporaryDirectory(prefix="eventlake-embedded-")
         self.state_file = state_file or Path(self._state_dir.name) / "broker.json"
+        self._options = {
+            "topics": [asdict(spec) for spec in topics],
+            "brokers_count": brokers_count,
+            "state_file": str(self.state_file),
+        }
         self._process: subprocess.Popen[str] | None = None
-        self.bootstrap_servers = ""
 
     def __enter__(self) -> str:
-        command = [
-            sys.executable, "-m", "flows.cli", "broker",
-            "--brokers-count", str(self._brokers_count),
-            "--topics", ",".join(str(spec) for spec in self._topics),
-            "--state-file", str(self.state_file),
-        ]  # fmt: skip
+        command = [sys.executable, "-m", "sources.broker", json.dumps(self._options)]
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent
         )
         assert self._process.stdout is not None
-        first_line = self._process.stdout.readline().strip()
+        ready, _, _ = select.select([self._process.stdout], [], [], _START_TIMEOUT_S)
+        first_line = self._process.stdout.readline().strip() if ready else ""
         if not first_line:
-            self._process.wait(timeout=_START_TIMEOUT_S)
-            raise BrokerError(f"the embedded broker exited with code {self._process.returncode}")
-        self.bootstrap_servers = first_line
+            self._stop()
+            raise BrokerError(
+                f"the embedded broker did not start (exit code {self._process.returncode}); "
+                "see its error above"
+            )
         return first_line
 
     @property
@@ -248,9 +263,33 @@ class EmbeddedBroker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._process is not None:
-            self._process.terminate()
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
             self._process.wait(timeout=_START_TIMEOUT_S)
-            if self._process.stdout is not None:
-                self._process.stdout.close()
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
         self._state_dir.cleanup()
+
+
+def _serve_from_json(options: str) -> int:
+    """Run :func:`serve` with :class:`EmbeddedBroker`'s options; the exit code."""
+    parsed = json.loads(options)
+    topics = [TopicSpec(**topic) for topic in parsed["topics"]]
+    try:
+        serve(topics, parsed["brokers_count"], Path(parsed["state_file"]))
+    except EventlakeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_from_json(sys.argv[1]))

@@ -65,22 +65,30 @@ def list_topics(target: KafkaTarget, timeout_s: float = REACH_TIMEOUT_S) -> dict
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
-def ensure_topic(target: KafkaTarget, spec: TopicSpec) -> int:
-    """Make sure ``spec.name`` exists and return its partition count.
+def require_topic(target: KafkaTarget, topic: str) -> int:
+    """The partition count of ``topic``; ConfigError naming the fix if it does not exist."""
+    partitions = list_topics(target).get(topic)
+    if partitions is None:
+        raise ConfigError(
+            f"topic {topic!r} does not exist on {target.bootstrap_servers}; check --topic, "
+            "or create it (`eventlake broker create-topic`, or `eventlake produce` on the "
+            "embedded broker)"
+        )
+    return partitions
+
+
+def ensure_topic(target: KafkaTarget, spec: TopicSpec) -> None:
+    """Make sure ``spec.name`` exists.
 
     On the embedded broker a missing topic is created with ``spec.partitions``;
     on any other cluster a missing topic is a ConfigError saying to create it.
     """
-    topics = list_topics(target)
-    if spec.name in topics:
-        return topics[spec.name]
+    if spec.name in list_topics(target):
+        return
     if target.control_socket is None:
-        raise ConfigError(
-            f"topic {spec.name!r} does not exist on {target.bootstrap_servers}; "
-            f"create it first (e.g. with {spec.partitions} partitions)"
-        )
-    create_topic(target.control_socket, spec)
-    return spec.partitions
+        require_topic(target, spec.name)
+    else:
+        create_topic(target.control_socket, spec)
 
 
 def low_watermarks(target: KafkaTarget, topic: str) -> list[int]:

@@ -19,6 +19,7 @@ from sources.kafka_source import RawBatch
 
 _MIN_BLOCK = 1 << 20
 
+DEAD_LETTER_TABLE = "dead_letter"
 DEAD_LETTER_SCHEMA = pa.schema(
     [
         ("topic", pa.string()),

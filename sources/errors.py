@@ -2,7 +2,8 @@
 
 Every error a user can meet derives from :class:`EventlakeError`, and its
 message says what to do about it. The CLI maps :class:`ConfigError` to exit
-code 2 (usage or configuration) and every other :class:`EventlakeError` to 1.
+code 2 (usage or configuration), :class:`InterruptedRunError` to 130, and every other
+:class:`EventlakeError` to 1.
 """
 
 
@@ -16,3 +17,7 @@ class ConfigError(EventlakeError):
 
 class BrokerError(EventlakeError):
     """The embedded broker, or a Kafka cluster, failed at run time."""
+
+
+class InterruptedRunError(EventlakeError):
+    """The user stopped a run that had a set amount of work (exit code 130)."""

@@ -15,8 +15,8 @@ from datetime import datetime
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from sources.connection import list_topics
-from sources.errors import BrokerError, ConfigError
+from sources.connection import require_topic
+from sources.errors import BrokerError
 from sources.progress import Progress
 from sources.target import KafkaTarget
 
@@ -82,11 +82,15 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             if error is None:
                 if self._stop_at is None or (message.offset() or 0) < self._stop_at:
                     batch.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
+            elif error.code() == KafkaError._PARTITION_EOF:
+                # Offsets below the end that are never delivered (transaction
+                # markers, compaction) must not keep a bounded read waiting.
+                self._next_offset = max(self._next_offset, message.offset() or 0)
+            else:
                 raise BrokerError(f"reading {self._tp.topic}[{self._tp.partition}]: {error.str()}")
         if not batch:
             return []
-        self._next_offset = batch.offsets[-1] + 1
+        self._next_offset = max(self._next_offset, batch.offsets[-1] + 1)
         if self._progress is not None:
             self._progress.advance(len(batch))
         return [batch]
@@ -121,15 +125,11 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
         self._progress = progress
 
     def list_parts(self) -> list[str]:
-        partitions = list_topics(self._target).get(self._topic)
-        if partitions is None:
-            raise ConfigError(
-                f"topic {self._topic!r} does not exist on {self._target.bootstrap_servers}; "
-                "check --topic, or produce to it first (`eventlake produce`)"
-            )
-        return [str(index) for index in range(partitions)]
+        """One part per Kafka partition, named by its index."""
+        return [str(index) for index in range(require_topic(self._target, self._topic))]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
+        """A reader of partition ``for_part`` from ``resume_state`` (else the oldest offset)."""
         consumer = Consumer({**self._target.client_config(), **CONSUMER_CONFIG})
         partition = TopicPartition(self._topic, int(for_part))
         low, high = consumer.get_watermark_offsets(partition, timeout=WATERMARK_TIMEOUT_S)

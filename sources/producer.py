@@ -28,7 +28,7 @@ PRODUCER_CONFIG = {
     "linger.ms": "20",
     "batch.size": "1000000",
     "queue.buffering.max.messages": "500000",
-    "enable.idempotence": "false",
+    "enable.idempotence": "true",  # retries never duplicate or reorder events
 }
 _MAX_CHUNK = 5_000
 _FLUSH_TIMEOUT_S = 60.0
@@ -54,11 +54,13 @@ class ProduceReport:
 
     ``dropped`` counts the oldest messages of the topic that the broker deleted
     while we produced (the embedded broker's size limit, or retention).
+    ``stopped`` says the run was ended early through the ``stop`` event.
     """
 
     sent: int
     seconds: float
     dropped: int = 0
+    stopped: bool = False
 
     @property
     def events_per_s(self) -> float:
@@ -98,12 +100,15 @@ def produce(
     producer = Producer({**target.client_config(), **PRODUCER_CONFIG})
     lows_before = low_watermarks(target, request.topic)
     tracker = _DeliveryTracker()
+    stop = stop or threading.Event()
     started = time.monotonic()
     sent = 0
-    for chunk in paced_chunks(generator.events(), request, stop or threading.Event()):
+    for chunk in paced_chunks(generator.events(), request, stop):
         for event in chunk:
-            _send(producer, request.topic, generator.key_of(event), _encode(event), tracker)
-        sent += len(chunk)
+            key, value = generator.key_of(event), _encode(event)
+            if not _send(producer, request.topic, key, value, tracker, stop):
+                break
+            sent += 1
         producer.poll(0)
         progress.advance(len(chunk))
     remaining = producer.flush(_FLUSH_TIMEOUT_S)
@@ -116,7 +121,7 @@ def produce(
         )
     lows_after = low_watermarks(target, request.topic)
     dropped = sum(after - before for before, after in zip(lows_before, lows_after, strict=True))
-    return ProduceReport(tracker.delivered, elapsed, dropped)
+    return ProduceReport(tracker.delivered, elapsed, dropped, stop.is_set())
 
 
 def _encode(event: dict[str, Any]) -> bytes:
@@ -129,12 +134,16 @@ def _send(
     key: bytes,
     value: bytes,
     on_delivery: Callable[[KafkaError | None, Message], None],
-) -> None:
+    stop: threading.Event,
+) -> bool:
+    """Queue one message, waiting while the local queue is full; False if stopped first."""
     while True:
         try:
             producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-            return
+            return True
         except BufferError:
+            if stop.is_set():
+                return False
             producer.poll(0.05)  # local queue full: let deliveries drain
 
 

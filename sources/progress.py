@@ -57,11 +57,6 @@ class Progress:
         """Seconds since this progress started."""
         return self._clock() - self._started
 
-    def rate(self) -> float:
-        """Units per second since start (0 before any time has passed)."""
-        elapsed = self.elapsed_s
-        return self.count / elapsed if elapsed > 0 else 0.0
-
     def finish(self, summary: str = "") -> None:
         """Print the final line: counts, elapsed time, rate, and ``summary``."""
         with self._lock:

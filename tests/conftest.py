@@ -39,8 +39,11 @@ def broker() -> Iterator[Broker]:
         yield Broker(embedded, embedded.target)
 
 
+NewTopic = Callable[..., str]
+
+
 @pytest.fixture
-def new_topic(broker: Broker, request: pytest.FixtureRequest) -> Callable[..., str]:
+def new_topic(broker: Broker, request: pytest.FixtureRequest) -> NewTopic:
     """``new_topic(partitions=4)`` creates a topic named after the calling test."""
     prefix = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:80]
     return lambda partitions=4: broker.new_topic(prefix, partitions)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sources.connection import list_topics
 from sources.target import KafkaTarget
+
+READ_TIMEOUT_S = 120.0
 
 
 def produce_raw(target: KafkaTarget, topic: str, values: Sequence[bytes | None]) -> None:
@@ -33,7 +37,11 @@ def read_topic(target: KafkaTarget, topic: str) -> list[tuple[bytes | None, byte
     consumer.assign(assigned)
     messages: list[tuple[bytes | None, bytes | None]] = []
     pending = {partition for partition, end in ends.items() if end > 0}
+    deadline = time.monotonic() + READ_TIMEOUT_S
     while pending:
+        assert time.monotonic() < deadline, (
+            f"partitions {pending} of {topic} never reached their end"
+        )
         for message in consumer.consume(10_000, 1.0):
             if message.error() is None:
                 messages.append((message.key(), message.value()))
@@ -66,6 +74,18 @@ def read_events(target: KafkaTarget, topic: str) -> list[dict[str, Any]]:
         if isinstance(decoded, dict):
             events.append(decoded)
     return events
+
+
+@contextlib.contextmanager
+def cli_process(*args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """``eventlake ARGS`` as a running OS process; killed on exit if still running."""
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], text=True, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
 
 
 def eventlake(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

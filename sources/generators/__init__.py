@@ -6,7 +6,12 @@ determined by its constructor arguments.
 """
 
 from sources.generators.analytics import AnalyticsGenerator
-from sources.generators.base import EventGenerator, GeneratorConfigError, format_ts
+from sources.generators.base import (
+    DEFAULT_EVENT_RATE,
+    EventGenerator,
+    GeneratorConfigError,
+    format_ts,
+)
 from sources.generators.monitoring import BurstSchedule, Endpoint, MonitoringGenerator, Service
 
 GENERATORS: dict[str, type[EventGenerator]] = {
@@ -15,6 +20,7 @@ GENERATORS: dict[str, type[EventGenerator]] = {
 }
 
 __all__ = [
+    "DEFAULT_EVENT_RATE",
     "GENERATORS",
     "AnalyticsGenerator",
     "BurstSchedule",

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sources.generators.base import (
+    DEFAULT_EVENT_RATE,
     Draws,
     EventGenerator,
     GeneratorConfigError,
@@ -78,7 +79,7 @@ class AnalyticsGenerator(EventGenerator):
         self,
         seed: int = 0,
         start: datetime | None = None,
-        events_per_second: float = 200.0,
+        events_per_second: float = DEFAULT_EVENT_RATE,
         users: int = 100_000,
     ) -> None:
         super().__init__(seed, start, events_per_second)

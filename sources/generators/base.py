@@ -14,6 +14,9 @@ import numpy.typing as npt
 
 from sources.errors import ConfigError
 
+DEFAULT_EVENT_RATE = 200.0
+"""Events per second of event time, unless a caller asks for another rate."""
+
 CHUNK = 4096
 """How many random numbers of one kind are drawn per vectorized call."""
 
@@ -108,7 +111,10 @@ class EventGenerator(ABC):
     key_field: ClassVar[str]
 
     def __init__(
-        self, seed: int = 0, start: datetime | None = None, events_per_second: float = 200.0
+        self,
+        seed: int = 0,
+        start: datetime | None = None,
+        events_per_second: float = DEFAULT_EVENT_RATE,
     ) -> None:
         if start is None:
             start = datetime.now(UTC).replace(microsecond=0)

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from sources.generators.base import (
     CHUNK,
+    DEFAULT_EVENT_RATE,
     EventGenerator,
     GeneratorConfigError,
     cumulative,
@@ -117,7 +118,7 @@ class MonitoringGenerator(EventGenerator):
         self,
         seed: int = 0,
         start: datetime | None = None,
-        events_per_second: float = 200.0,
+        events_per_second: float = DEFAULT_EVENT_RATE,
         disorder: float = 0.05,
         max_delay_s: float = 3.0,
     ) -> None:

@@ -43,20 +43,39 @@ def test_env_var_sets_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "invalid duration 'soon'" in result.output
 
 
-def test_defaults_are_shown() -> None:
-    result = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200)
-    assert "default: output" in result.output
-    assert "default: 1" in result.output
+@pytest.mark.parametrize("path", _commands(cli)[1:], ids=" ".join)
+def test_every_option_shows_its_default(path: tuple[str, ...]) -> None:
+    command = _command(path)
+    context = click.Context(command)
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            record = param.get_help_record(context)  # what --help prints for this option
+            assert record is not None
+            assert "default: " in record[1], f"{param.opts[0]} shows no default"
+            if param.default is not None and not param.is_flag:
+                assert f"default: {param.default}" in record[1]
+
+
+def _command(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
 
 
 @pytest.mark.parametrize("path", _commands(cli)[1:], ids=" ".join)
 def test_readme_documents_every_command_and_option(path: tuple[str, ...]) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert f"eventlake {' '.join(path)}" in readme
-    command: click.Command = cli
-    for name in path:
-        assert isinstance(command, click.Group)
-        command = command.commands[name]
-    for param in command.params:
+    row = next(
+        (
+            line
+            for line in readme.splitlines()
+            if line.startswith(f"| `eventlake {' '.join(path)} ")
+        ),
+        None,
+    )
+    assert row is not None, f"README has no table row for eventlake {' '.join(path)}"
+    for param in _command(path).params:
         if isinstance(param, click.Option) and param.name != "help":
-            assert any(f"{opt}" in readme for opt in param.opts), f"{param.opts} not in README"
+            assert param.opts[0] in row, f"{param.opts[0]} missing from its README row"

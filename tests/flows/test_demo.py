@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 
 from flows import monitoring
+from sources.connection import list_topics
+from sources.errors import ConfigError
+from sources.target import KafkaTarget
 
 
 def test_demo_runs_end_to_end_and_leaves_readable_parquet(tmp_path: Path) -> None:
@@ -29,4 +34,7 @@ def test_demo_runs_end_to_end_and_leaves_readable_parquet(tmp_path: Path) -> Non
     assert f"{out / monitoring.TABLE}/" in result.stdout
     for service in set(table["service"].to_pylist()):
         assert service in result.stdout
-    assert not (tmp_path / ".eventlake").exists(), "the demo must not leave a broker state file"
+    address = re.search(r"broker at (\S+)", result.stdout)
+    assert address is not None
+    with pytest.raises(ConfigError, match="cannot reach Kafka"):
+        list_topics(KafkaTarget(address.group(1)), timeout_s=2)  # the broker was stopped

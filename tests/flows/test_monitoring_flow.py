@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from tests.conftest import Broker
 from tests.helpers import eventlake, produce_raw, read_topic
 
 EVENTS = 20_000
-MALFORMED = [b"{not json", b"[]", b'{"service": "no-ts"}', b"\xff\xff", b'{"ts": "noon"}']
+MALFORMED = [
+    b"{not json",
+    b"[]",
+    b'{"service": "no-ts"}',
+    b"\xff\xff",
+    b'{"ts": "noon"}',
+    b'{"ts": "2024-05-01T13:00:00Z", "user_id": "an analytics event: no service"}',
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +49,7 @@ def oracle(messages: list[tuple[bytes | None, bytes | None]]) -> dict[tuple[str,
         try:
             event = json.loads(value or b"")
             np.datetime64(event["ts"].rstrip("Z"), "ms")
+            event["service"].encode()  # ts and service are required
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
         events.append(event)
@@ -85,7 +93,7 @@ def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
         assert got["error_count"] == want["error_count"]
         assert got["max_latency_ms"] == want["max_latency_ms"]
         assert got["mean_latency_ms"] == pytest.approx(want["mean_latency_ms"], rel=1e-9)
-        assert (got["window_end"] - got["window_start"]).total_seconds() == 60
+        assert got["window_end"] - got["window_start"] == timedelta(minutes=1)
     dead = ds.dataset(out / "dead_letter").to_table()
     assert sorted(dead["value"].to_pylist()) == sorted(MALFORMED)
     assert sum(row["count"] for row in rows) + dead.num_rows == EVENTS + len(MALFORMED)
@@ -134,3 +142,18 @@ def test_missing_topic_fails_before_starting(broker: Broker, tmp_path: Path) -> 
     assert result.returncode == 2
     assert "does not exist" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_rerun_into_same_output_is_refused(
+    broker: Broker, requests_topic: str, tmp_path: Path
+) -> None:
+    args = ["run", "monitoring", "--bounded", "--topic", requests_topic, "--out", str(tmp_path),
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    assert eventlake(*args).returncode == 0
+    files_before = sorted(tmp_path.rglob("*.parquet"))
+
+    again = eventlake(*args)
+
+    assert again.returncode == 2
+    assert "already holds" in again.stderr and "--out" in again.stderr
+    assert sorted(tmp_path.rglob("*.parquet")) == files_before

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,11 @@ from sources.connection import list_topics
 from sources.errors import BrokerError
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
-from tests.conftest import Broker
-from tests.helpers import eventlake, read_topic
+from tests.conftest import Broker, NewTopic
+from tests.helpers import cli_process, eventlake, read_topic
 
 
-def test_messages_round_trip_between_real_clients(broker: Broker, new_topic) -> None:
+def test_messages_round_trip_between_real_clients(broker: Broker, new_topic: NewTopic) -> None:
     topic = new_topic(partitions=3)
     sent = {(f"k{i}".encode(), f"value-{i}".encode()) for i in range(1000)}
     producer = Producer({**broker.target.client_config(), "compression.type": "lz4"})
@@ -31,7 +32,7 @@ def test_messages_round_trip_between_real_clients(broker: Broker, new_topic) -> 
     assert set(read_topic(broker.target, topic)) == sent
 
 
-def test_same_key_lands_in_same_partition(broker: Broker, new_topic) -> None:
+def test_same_key_lands_in_same_partition(broker: Broker, new_topic: NewTopic) -> None:
     topic = new_topic(partitions=4)
     producer = Producer(broker.target.client_config())
     for i in range(200):
@@ -44,12 +45,14 @@ def test_same_key_lands_in_same_partition(broker: Broker, new_topic) -> None:
 
 
 @pytest.mark.parametrize("partitions", [1, 7, 32])
-def test_created_topics_have_requested_partitions(broker: Broker, new_topic, partitions) -> None:
+def test_created_topics_have_requested_partitions(
+    broker: Broker, new_topic: NewTopic, partitions: int
+) -> None:
     topic = new_topic(partitions=partitions)
     assert list_topics(broker.target)[topic] == partitions
 
 
-def test_creating_an_existing_topic_is_refused(broker: Broker, new_topic) -> None:
+def test_creating_an_existing_topic_is_refused(broker: Broker, new_topic: NewTopic) -> None:
     topic = new_topic(partitions=2)
     with pytest.raises(BrokerError, match="already exists"):
         broker.process.create_topic(TopicSpec(topic, 2))
@@ -68,70 +71,69 @@ def test_several_brokers_are_listed_in_bootstrap() -> None:
         assert len(bootstrap.split(",")) == 3
 
 
-def _start_cli_broker(state_file: Path, *args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "flows.cli", "broker", "--state-file", str(state_file)]
-    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+def _cli_broker(state_file: Path, *args: str) -> AbstractContextManager[subprocess.Popen[str]]:
+    return cli_process("broker", "--state-file", str(state_file), *args, stdout=subprocess.PIPE)
+
+
+def _first_line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
 
 
 def test_cli_broker_prints_address_first_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
     state_file = tmp_path / "broker.json"
-    process = _start_cli_broker(state_file, "--topics", "orders:3")
-    assert process.stdout is not None
-    first_line = process.stdout.readline().strip()
+    with _cli_broker(state_file, "--topics", "orders:3") as process:
+        first_line = _first_line(process)
+        host, port = first_line.split(":")
+        assert host == "127.0.0.1" and int(port) > 0
+        state = read_state(state_file)
+        assert state is not None and state.bootstrap_servers == first_line
+        assert list_topics(KafkaTarget(first_line))["orders"] == 3
+        process.send_signal(signal.SIGTERM)
 
-    host, port = first_line.split(":")
-    assert host == "127.0.0.1" and int(port) > 0
-    state = read_state(state_file)
-    assert state is not None and state.bootstrap_servers == first_line
-    assert list_topics(KafkaTarget(first_line))["orders"] == 3
-    process.send_signal(signal.SIGTERM)
-
-    assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=30) == 0
     assert not state_file.exists()
     assert not Path(state.control_socket).exists()
-    process.stdout.close()
 
 
 def test_cli_broker_default_topics_are_requests_and_shop(tmp_path: Path) -> None:
-    process = _start_cli_broker(tmp_path / "broker.json")
-    assert process.stdout is not None
-    topics = list_topics(KafkaTarget(process.stdout.readline().strip()))
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 0
-    process.stdout.close()
+    with _cli_broker(tmp_path / "broker.json") as process:
+        topics = list_topics(KafkaTarget(_first_line(process)))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
     assert topics["requests"] == 16 and topics["shop"] == 8
+
+
+def test_broker_that_cannot_create_its_topics_exits_1_and_leaves_nothing(tmp_path: Path) -> None:
+    state_file = tmp_path / "broker.json"
+    result = eventlake("broker", "--topics", "a:1,a:2", "--state-file", str(state_file), timeout=60)
+    assert result.returncode == 1
+    assert "topic 'a' already exists" in result.stderr
+    assert result.stdout == ""
+    assert not state_file.exists()
 
 
 def test_second_broker_on_same_state_file_is_refused(tmp_path: Path) -> None:
     state_file = tmp_path / "broker.json"
-    first = _start_cli_broker(state_file)
-    assert first.stdout is not None
-    address = first.stdout.readline().strip()
-    try:
+    with _cli_broker(state_file) as first:
+        address = _first_line(first)
         second = eventlake("broker", "--state-file", str(state_file))
-        assert second.returncode == 2
-        assert "already running" in second.stderr and address in second.stderr
-    finally:
-        first.terminate()
-        first.wait(timeout=30)
-        first.stdout.close()
+    assert second.returncode == 2
+    assert "already running" in second.stderr and address in second.stderr
 
 
 def test_cli_create_topic_talks_to_the_running_broker(tmp_path: Path) -> None:
     state_file = tmp_path / "broker.json"
-    process = _start_cli_broker(state_file, "--topics", "")
-    assert process.stdout is not None
-    address = process.stdout.readline().strip()
-    try:
+    with _cli_broker(state_file, "--topics", "") as process:
+        address = _first_line(process)
         created = eventlake("broker", "create-topic", "wide:24", "--state-file", str(state_file))
         again = eventlake("broker", "create-topic", "wide:24", "--state-file", str(state_file))
+        # The group's --state-file also applies to the subcommand.
+        grouped = eventlake("broker", "--state-file", str(state_file), "create-topic", "narrow:2")
         topics = list_topics(KafkaTarget(address))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stdout.close()
     assert created.returncode == 0, created.stderr
-    assert topics["wide"] == 24
+    assert grouped.returncode == 0, grouped.stderr
+    assert topics["wide"] == 24 and topics["narrow"] == 2
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
