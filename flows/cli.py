@@ -258,6 +258,43 @@ def produce(
     default=1,
     help="bytewax worker threads in this process.",
 )
+@env_option(
+    "--window",
+    env="WINDOW",
+    type=_Duration(),
+    default=None,
+    help="Window length. [default: the flow's: 1m monitoring, 1h analytics revenue]",
+)
+@env_option(
+    "--slide",
+    env="SLIDE",
+    type=_Duration(),
+    default=None,
+    help="Hop of hopping windows. [default: the flow's: 15m analytics revenue]",
+)
+@env_option(
+    "--session-gap",
+    env="SESSION_GAP",
+    type=_Duration(),
+    default=None,
+    help="Inactivity that ends a session. [default: the flow's: 30m analytics]",
+)
+@env_option(
+    "--lateness",
+    env="LATENESS",
+    type=_Duration(),
+    default=5.0,
+    help="Allowed lateness in seconds or with a unit: the watermark trails the "
+    "slowest partition's newest event by this much; older events go to the late table.",
+)
+@env_option(
+    "--idle-timeout",
+    env="IDLE_TIMEOUT",
+    type=_Duration(),
+    default=None,
+    help="Wall-clock time without messages after which a partition stops holding the "
+    "watermark back (unbounded runs; not deterministic). [default: never]",
+)
 @brokers_option
 @state_file_option
 def run(
@@ -266,16 +303,26 @@ def run(
     out: Path,
     bounded: bool,
     workers: int,
+    window: float | None,
+    slide: float | None,
+    session_gap: float | None,
+    lateness: float,
+    idle_timeout: float | None,
     brokers: str | None,
     state_file: Path,
 ) -> None:
-    """Run flow NAME (monitoring) reading Kafka and writing Parquet."""
+    """Run flow NAME (monitoring or analytics) reading Kafka and writing Parquet."""
     settings = FlowSettings(
         target=resolve_target(brokers, state_file),
         topic=topic or default_topic(name),
         out=output_path(out),
         bounded=bounded,
         workers=workers,
+        window_s=window,
+        slide_s=slide,
+        session_gap_s=session_gap,
+        lateness_s=lateness,
+        idle_timeout_s=idle_timeout,
     )
     run_command(name, settings)
 

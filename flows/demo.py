@@ -13,8 +13,8 @@ import pyarrow.dataset as ds
 from flows import monitoring
 from flows.commands import produce_command, run_command
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
+from sources.batches import DEAD_LETTER_TABLE
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
-from sources.decode import DEAD_LETTER_TABLE
 from sources.generators import AnalyticsGenerator, MonitoringGenerator
 from sources.producer import ProduceRequest
 

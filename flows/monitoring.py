@@ -1,37 +1,38 @@
-"""The monitoring flow: per-service, per-minute request metrics.
+"""The monitoring flow: request metrics per (service, endpoint) and window, and alerts.
 
-Each batch of request events is pre-aggregated per (service, minute) with
-Arrow, routed by service to a shard, and merged there; at the end of a
-bounded run every shard emits its windows as one table.
+Tables: ``service_metrics`` (tumbling windows, default 1 minute: count, 5xx
+count and rate, mean/p50/p95/p99/max latency with the KLL sketch) and
+``alerts`` (see :mod:`flows.alerts`), plus ``late`` and ``dead_letter``.
 """
 
 from __future__ import annotations
-
-import zlib
-from datetime import timedelta
 
 import bytewax.operators as op
 import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 
+from flows.aggregations import Count, Quantiles, Stat
+from flows.alerts import ALERT_SCHEMA, AlertRules, Baselines, evaluate
+from flows.pipeline import LATE_TABLE, build_pipeline, micros
 from flows.settings import FlowSettings
-from sinks.parquet_files import ParquetDirectorySink
-from sources.decode import DEAD_LETTER_SCHEMA, DEAD_LETTER_TABLE, DecodedBatch, JsonDecoder
-from sources.errors import ConfigError
+from flows.tables import TableSpec
+from flows.windows import Tumbling
+from sources.batches import DEAD_LETTER_TABLE
+from sources.decode import JsonDecoder
 from sources.generators import MonitoringGenerator
-from sources.kafka_source import KafkaBatchSource
 from sources.progress import Progress
 
 DEFAULT_TOPIC = MonitoringGenerator.default_topic
 TABLE = "service_metrics"
-WINDOW = timedelta(minutes=1)
-SHARDS = 64
+ALERTS_TABLE = "alerts"
+TABLES = (TABLE, ALERTS_TABLE, LATE_TABLE, DEAD_LETTER_TABLE)
+DEFAULT_WINDOW_S = 60.0
 ERROR_STATUS = 500
 
 EVENT_SCHEMA = pa.schema(
     [
-        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("ts", pa.timestamp("us", tz="UTC")),
         ("service", pa.string()),
         ("endpoint", pa.string()),
         ("region", pa.string()),
@@ -40,136 +41,51 @@ EVENT_SCHEMA = pa.schema(
         ("trace_id", pa.string()),
     ]
 )
-UTC_MICROS = pa.timestamp("us", tz="UTC")
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("service", pa.string()),
-        ("window_start", UTC_MICROS),
-        ("window_end", UTC_MICROS),
-        ("count", pa.int64()),
-        ("error_count", pa.int64()),
-        ("mean_latency_ms", pa.float64()),
-        ("max_latency_ms", pa.float64()),
-    ]
-)
-_KEYS = ["service", "window_start"]
-_PARTIAL_SUMS = ["count", "error_count", "latency_sum", "latency_count"]
-_PARTIAL_SCHEMA = pa.schema(
-    [("service", pa.string()), ("window_start", UTC_MICROS)]
-    + [(name, pa.int64()) for name in ("count", "error_count")]
-    + [("latency_sum", pa.float64()), ("latency_count", pa.int64()), ("latency_max", pa.float64())]
-)
-DECODER = JsonDecoder(EVENT_SCHEMA, required=("ts", "service"))
-TABLES = (TABLE, DEAD_LETTER_TABLE)
+DECODER = JsonDecoder(EVENT_SCHEMA, "ts", required=("service",))
 
 
-def preaggregate(decoded: DecodedBatch) -> list[tuple[str, pa.Table]]:
-    """Partial aggregates of one batch per (service, minute), split by shard key."""
-    events = decoded.records
-    if events.num_rows == 0:
-        return []
-    columns = pa.table(
-        {
-            "service": events["service"],
-            "window_start": pc.floor_temporal(events["ts"], unit="minute").cast(UTC_MICROS),
-            "is_error": pc.greater_equal(events["status"], ERROR_STATUS).cast(pa.int64()),
-            "latency_ms": events["latency_ms"],
-        }
+def _with_errors(events: pa.Table) -> pa.Table:
+    is_error = pc.greater_equal(events["status"], ERROR_STATUS).cast(pa.int64())
+    return events.append_column("is_error", is_error)
+
+
+def _with_error_rate(windows: pa.Table) -> pa.Table:
+    rate = pc.divide(windows["error_count"].cast(pa.float64()), windows["count"].cast(pa.float64()))
+    return windows.append_column("error_rate", rate)
+
+
+def metrics_spec(window_s: float) -> TableSpec:
+    """``service_metrics``: one row per (service, endpoint) and tumbling window."""
+    return TableSpec(
+        name=TABLE,
+        keys=("service", "endpoint"),
+        window=Tumbling(micros(window_s)),
+        aggregations=(
+            Count(),
+            Stat("sum", "is_error", "error_count", output_type=pa.int64()),
+            Stat("mean", "latency_ms"),
+            Quantiles("latency_ms", (0.5, 0.95, 0.99)),
+            Stat("max", "latency_ms"),
+        ),
+        event_schema=EVENT_SCHEMA,
+        derive=_with_errors,
+        finish=_with_error_rate,
     )
-    grouped = columns.group_by(_KEYS).aggregate(
-        [
-            ([], "count_all"),
-            ("is_error", "sum"),
-            ("latency_ms", "sum"),
-            ("latency_ms", "count"),
-            ("latency_ms", "max"),
-        ]
-    )
-    partial = pa.table(
-        [
-            grouped["service"],
-            grouped["window_start"],
-            grouped["count_all"],
-            pc.coalesce(grouped["is_error_sum"], 0),
-            pc.coalesce(grouped["latency_ms_sum"], 0.0),
-            grouped["latency_ms_count"],
-            grouped["latency_ms_max"],
-        ],
-        schema=_PARTIAL_SCHEMA,
-    )
-    return _split_by_shard(partial)
-
-
-def _split_by_shard(partial: pa.Table) -> list[tuple[str, pa.Table]]:
-    services = partial["service"].to_pylist()
-    shards = pa.array([_shard_of(service) for service in services], pa.int32())
-    return [
-        (str(shard), partial.filter(pc.equal(shards, shard)))
-        for shard in pc.unique(shards).to_pylist()
-    ]
-
-
-def _shard_of(service: str | None) -> int:
-    """A stable shard for a key, the same in every process (unlike ``hash``)."""
-    return zlib.crc32((service or "").encode()) % SHARDS
-
-
-def merge_partials(first: pa.Table, second: pa.Table) -> pa.Table:
-    """One partial row per (service, minute) combining both inputs."""
-    both = pa.concat_tables([first, second])
-    grouped = both.group_by(_KEYS).aggregate(
-        [(name, "sum") for name in _PARTIAL_SUMS] + [("latency_max", "max")]
-    )
-    return pa.table(
-        [grouped[name] for name in _KEYS]
-        + [grouped[f"{name}_sum"] for name in _PARTIAL_SUMS]
-        + [grouped["latency_max_max"]],
-        schema=_PARTIAL_SCHEMA,
-    )
-
-
-def finalize(partial: pa.Table) -> pa.Table:
-    """Output rows (:data:`OUTPUT_SCHEMA`) from merged partial aggregates."""
-    window_end = pc.add(partial["window_start"], pa.scalar(WINDOW, pa.duration("us")))
-    counted = partial["latency_count"]
-    counted_or_null = pc.if_else(pc.greater(counted, 0), counted, pa.scalar(None, pa.int64()))
-    mean = pc.divide(partial["latency_sum"], counted_or_null.cast(pa.float64()))
-    return pa.table(
-        [
-            partial["service"],
-            partial["window_start"],
-            window_end,
-            partial["count"],
-            partial["error_count"],
-            mean,
-            partial["latency_max"],
-        ],
-        schema=OUTPUT_SCHEMA,
-    ).sort_by([(key, "ascending") for key in _KEYS])
-
-
-def _dead_letters(decoded: DecodedBatch) -> pa.Table | None:
-    return decoded.dead_letter_table() if decoded.dead_letters else None
 
 
 def build_flow(settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
-    """The monitoring dataflow: ``service_metrics`` and ``dead_letter`` tables under ``out``.
+    """The monitoring dataflow, writing its :data:`TABLES` under ``settings.out``."""
+    spec = metrics_spec(settings.window_s or DEFAULT_WINDOW_S)
+    pipeline = build_pipeline("monitoring", settings, DECODER, [spec], progress)
+    rules = AlertRules()
 
-    Only bounded runs are supported: windows are emitted when the input ends.
-    """
-    if not settings.bounded:
-        raise ConfigError("the monitoring flow runs bounded only for now: pass --bounded")
-    flow = Dataflow("monitoring")
-    source = KafkaBatchSource(settings.target, settings.topic, settings.bounded, progress)
-    decoded = op.map("decode", op.input("kafka", flow, source), DECODER.decode)
-    dead = op.filter_map("dead_letters", decoded, _dead_letters)
-    op.output(
-        DEAD_LETTER_TABLE,
-        dead,
-        ParquetDirectorySink(settings.out / DEAD_LETTER_TABLE, DEAD_LETTER_SCHEMA),
+    def alert(baselines: Baselines | None, windows: pa.Table) -> tuple[Baselines, pa.Table]:
+        baselines = baselines or Baselines()
+        return baselines, evaluate(rules, baselines, windows)
+
+    alerts = op.stateful_map("evaluate_alerts", pipeline.tables[TABLE].rows, alert)
+    alert_rows = op.filter_map(
+        "alert_rows", alerts, lambda item: item[1] if item[1].num_rows else None
     )
-    partials = op.flat_map("preaggregate", decoded, preaggregate)
-    merged = op.fold_final("merge", partials, _PARTIAL_SCHEMA.empty_table, merge_partials)
-    windows = op.map("finalize", merged, lambda shard_and_partial: finalize(shard_and_partial[1]))
-    op.output(TABLE, windows, ParquetDirectorySink(settings.out / TABLE, OUTPUT_SCHEMA))
-    return flow
+    pipeline.write(ALERTS_TABLE, alert_rows, ALERT_SCHEMA)
+    return pipeline.flow

@@ -26,6 +26,17 @@ class FlowSettings:
     """Stop at the end offsets present at start, emitting every window."""
     workers: int = 1
     """bytewax worker threads in this process."""
+    window_s: float | None = None
+    """Window length; None means the flow's default."""
+    slide_s: float | None = None
+    """Hop of hopping windows; None means the flow's default."""
+    session_gap_s: float | None = None
+    """Inactivity that ends a session; None means the flow's default."""
+    lateness_s: float = 5.0
+    """Allowed lateness: the watermark trails the slowest partition by this much."""
+    idle_timeout_s: float | None = None
+    """Wall-clock seconds without messages after which a partition stops holding
+    the watermark back (unbounded runs only; the one non-deterministic knob)."""
 
 
 @dataclass(frozen=True)

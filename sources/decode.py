@@ -10,53 +10,51 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from sources.kafka_source import RawBatch
+from sources.batches import DecodedBatch, RawBatch
 
 _MIN_BLOCK = 1 << 20
+UTC_MICROS = pa.timestamp("us", tz="UTC")
 
-DEAD_LETTER_TABLE = "dead_letter"
-DEAD_LETTER_SCHEMA = pa.schema(
-    [
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
-        ("key", pa.binary()),
-        ("value", pa.binary()),
-        ("error", pa.string()),
-    ]
-)
-
-
-@dataclass
-class DecodedBatch:
-    """The valid rows of a raw batch, in offset order, and its dead letters."""
-
-    records: pa.Table
-    dead_letters: list[dict[str, object]] = field(default_factory=list)
-
-    def dead_letter_table(self) -> pa.Table:
-        """Dead letters as a table with :data:`DEAD_LETTER_SCHEMA`."""
-        return pa.Table.from_pylist(self.dead_letters, schema=DEAD_LETTER_SCHEMA)
+TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
+_PARSED_AS: dict[str, pa.DataType] = {
+    "iso": UTC_MICROS,
+    "epoch_s": pa.float64(),
+    "epoch_ms": pa.float64(),
+}
+_MICROS_PER_UNIT = {"epoch_s": 1_000_000, "epoch_ms": 1_000}
 
 
 class JsonDecoder:
     """Parses JSON objects into rows of ``schema``; extra fields are ignored.
 
+    ``time_field`` holds the event time: ISO-8601 text with or without a UTC
+    offset (``iso``), or a number of seconds or milliseconds since the epoch.
+    In :attr:`schema` it is always ``timestamp[us, UTC]``. It and the
     ``required`` fields must be present and non-null, or the message becomes a
     dead letter saying which field is missing.
     """
 
-    def __init__(self, schema: pa.Schema, required: tuple[str, ...] = ()) -> None:
-        self.schema = schema
-        self.required = required
+    def __init__(
+        self,
+        schema: pa.Schema,
+        time_field: str,
+        time_format: TimeFormat = "iso",
+        required: tuple[str, ...] = (),
+    ) -> None:
+        index = schema.get_field_index(time_field)
+        self.schema = schema.set(index, pa.field(time_field, UTC_MICROS))
+        self.time_field = time_field
+        self.time_format = time_format
+        self.required = (time_field, *required)
+        parse_schema = schema.set(index, pa.field(time_field, _PARSED_AS[time_format]))
         self._options = pa_json.ParseOptions(
-            explicit_schema=schema, unexpected_field_behavior="ignore"
+            explicit_schema=parse_schema, unexpected_field_behavior="ignore"
         )
 
     def decode(self, raw: RawBatch) -> DecodedBatch:
@@ -66,6 +64,8 @@ class JsonDecoder:
         self._decode_range(raw, 0, len(raw), tables, decoded.dead_letters)
         if tables:
             decoded.records = pa.concat_tables(tables)
+            if decoded.records.num_rows:
+                decoded.max_us = pc.max(decoded.records[self.time_field]).value
         return decoded
 
     def _decode_range(
@@ -104,7 +104,15 @@ class JsonDecoder:
         for name in self.required:
             if table.column(name).null_count:
                 raise ValueError(f"required field {name!r} is missing or null")
-        return table
+        return self._normalize_time(table)
+
+    def _normalize_time(self, table: pa.Table) -> pa.Table:
+        if self.time_format == "iso":
+            return table
+        index = table.schema.get_field_index(self.time_field)
+        scaled = pc.multiply(table[self.time_field], _MICROS_PER_UNIT[self.time_format])
+        micros = pc.round(scaled).cast(pa.int64()).cast(UTC_MICROS)
+        return table.set_column(index, self.time_field, micros)
 
     def _decode_single(
         self,

@@ -1,21 +1,25 @@
-"""A bytewax source that reads Kafka partitions in batches.
+"""A bytewax source that reads Kafka partitions in decoded batches.
 
-Each Kafka partition is one bytewax source partition whose state is the next
-offset to read, so recovery resumes where the last snapshot left off. Every
-``next_batch`` hands the flow one :class:`RawBatch` (all messages of one
-consume call) instead of one item per message: per-message overhead in
-bytewax is what limits throughput (see DESIGN.md).
+Each Kafka partition is one bytewax source partition. Every ``next_batch``
+hands the flow one :class:`DecodedBatch` (all messages of one consume call,
+decoded with Arrow) instead of one item per message: per-message overhead in
+bytewax is what limits throughput (see DESIGN.md). The partition's state, the
+next offset and the largest event time seen, is part of bytewax snapshots, so
+a resumed run continues with the same offsets and the same watermark.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from sources.batches import DecodedBatch, RawBatch
 from sources.connection import require_topic
+from sources.decode import JsonDecoder
 from sources.errors import BrokerError
 from sources.progress import Progress
 from sources.target import KafkaTarget
@@ -32,111 +36,157 @@ POLL_TIMEOUT_S = 0.5
 WATERMARK_TIMEOUT_S = 10.0
 
 
-@dataclass
-class RawBatch:
-    """Messages from one consume call on one partition, as plain picklable lists.
+@dataclass(frozen=True)
+class PartitionPosition:
+    """Where a partition's reading stands: next offset, largest event time so far."""
 
-    ``values[i]`` is None for a tombstone. ``timestamps_ms[i]`` is the Kafka
-    message timestamp.
-    """
-
-    topic: str
-    partition: int
-    offsets: list[int] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes | None] = field(default_factory=list)
-    timestamps_ms: list[int | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def append(self, message: Message) -> None:
-        """Add one consumed message."""
-        self.offsets.append(message.offset() or 0)
-        self.keys.append(message.key())
-        self.values.append(message.value())
-        self.timestamps_ms.append(message.timestamp()[1])
+    next_offset: int
+    max_us: int | None = None
 
 
-class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
+@dataclass(frozen=True)
+class ReadOptions:
+    """How partitions are read: bounded or not, idle timeout (seconds, None = never idle)."""
+
+    bounded: bool
+    idle_timeout_s: float | None = None
+
+
+class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition]):
     def __init__(
         self,
         consumer: Consumer,
-        topic_partition: TopicPartition,
+        decoder: JsonDecoder,
+        template: DecodedBatch,
+        position: PartitionPosition,
         stop_at: int | None,
-        progress: Progress | None,
     ) -> None:
         self._consumer = consumer
-        self._tp = topic_partition
-        self._next_offset: int = topic_partition.offset
+        self._decoder = decoder
+        self._template = template
+        self._position = position
         self._stop_at = stop_at
-        self._progress = progress
-        consumer.assign([topic_partition])
+        self._ended = False
+        self._last_data = time.monotonic()
+        self._idle_sent = False
+        self.progress: Progress | None = None
+        self.idle_timeout_s: float | None = None
 
-    def next_batch(self) -> list[RawBatch]:
-        if self._stop_at is not None and self._next_offset >= self._stop_at:
+    def next_batch(self) -> list[DecodedBatch]:
+        if self._ended:
             raise StopIteration
-        batch = RawBatch(self._tp.topic, self._tp.partition)
+        raw = self._consume()
+        at_end = self._stop_at is not None and self._position.next_offset >= self._stop_at
+        if not raw and not at_end:
+            return self._idle_marker()
+        decoded = self._decoder.decode(raw)
+        max_us = _latest(self._position.max_us, decoded.max_us)
+        batch = replace(
+            decoded,
+            topic=self._template.topic,
+            partition=self._template.partition,
+            partitions=self._template.partitions,
+            prior_max_us=self._position.max_us,
+            ended=at_end,
+        )
+        self._position = replace(self._position, max_us=max_us)
+        self._ended = at_end
+        self._last_data, self._idle_sent = time.monotonic(), False
+        if self.progress is not None:
+            self.progress.advance(len(raw))
+        return [batch]
+
+    def _consume(self) -> RawBatch:
+        topic, partition = self._template.topic, self._template.partition
+        raw = RawBatch(topic, partition)
+        if self._stop_at is not None and self._position.next_offset >= self._stop_at:
+            return raw
+        next_offset = self._position.next_offset
         for message in self._consumer.consume(BATCH_SIZE, POLL_TIMEOUT_S):
-            error = message.error()
+            error, offset = message.error(), message.offset() or 0
             if error is None:
-                if self._stop_at is None or (message.offset() or 0) < self._stop_at:
-                    batch.append(message)
+                if self._stop_at is None or offset < self._stop_at:
+                    raw.append(message)
+                    next_offset = max(next_offset, offset + 1)
             elif error.code() == KafkaError._PARTITION_EOF:
                 # Offsets below the end that are never delivered (transaction
                 # markers, compaction) must not keep a bounded read waiting.
-                self._next_offset = max(self._next_offset, message.offset() or 0)
+                next_offset = max(next_offset, offset)
             else:
-                raise BrokerError(f"reading {self._tp.topic}[{self._tp.partition}]: {error.str()}")
-        if not batch:
+                raise BrokerError(f"reading {topic}[{partition}]: {error.str()}")
+        self._position = replace(self._position, next_offset=next_offset)
+        return raw
+
+    def _idle_marker(self) -> list[DecodedBatch]:
+        """One empty batch flagged idle once the partition has been quiet long enough."""
+        quiet_s = time.monotonic() - self._last_data
+        if self.idle_timeout_s is None or self._idle_sent or quiet_s < self.idle_timeout_s:
             return []
-        self._next_offset = max(self._next_offset, batch.offsets[-1] + 1)
-        if self._progress is not None:
-            self._progress.advance(len(batch))
-        return [batch]
+        self._idle_sent = True
+        return [replace(self._template, idle=True, prior_max_us=self._position.max_us)]
 
     def next_awake(self) -> datetime | None:
         return None
 
-    def snapshot(self) -> int:
-        return self._next_offset
+    def snapshot(self) -> PartitionPosition:
+        return self._position
 
     def close(self) -> None:
         self._consumer.close()
 
 
-class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
-    """All partitions of ``topic``, read in batches from the earliest offset.
+def _latest(left: int | None, right: int | None) -> int | None:
+    if left is None or right is None:
+        return left if right is None else right
+    return max(left, right)
 
-    With ``bounded`` the source stops at the end offsets present when the
-    partition is first opened, so a bounded run reads a fixed set of messages.
+
+class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
+    """All partitions of ``topic``, read in decoded batches from the earliest offset.
+
+    With ``options.bounded`` each partition stops at the end offset present when
+    it is first opened, and its last batch is flagged ``ended``.
     """
 
     def __init__(
         self,
         target: KafkaTarget,
         topic: str,
-        bounded: bool,
+        decoder: JsonDecoder,
+        options: ReadOptions,
         progress: Progress | None = None,
     ) -> None:
         self._target = target
         self._topic = topic
-        self._bounded = bounded
+        self._decoder = decoder
+        self._options = options
         self._progress = progress
 
     def list_parts(self) -> list[str]:
         """One part per Kafka partition, named by its index."""
         return [str(index) for index in range(require_topic(self._target, self._topic))]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: PartitionPosition | None
+    ) -> _PartitionReader:
         """A reader of partition ``for_part`` from ``resume_state`` (else the oldest offset)."""
         consumer = Consumer({**self._target.client_config(), **CONSUMER_CONFIG})
-        partition = TopicPartition(self._topic, int(for_part))
-        low, high = consumer.get_watermark_offsets(partition, timeout=WATERMARK_TIMEOUT_S)
-        start = low if resume_state is None else resume_state
-        stop_at = high if self._bounded else None
-        if stop_at is not None and self._progress is not None:
-            self._progress.expect(stop_at - start)
-        return _PartitionReader(
-            consumer, TopicPartition(self._topic, int(for_part), start), stop_at, self._progress
+        index = int(for_part)
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(self._topic, index), timeout=WATERMARK_TIMEOUT_S
         )
+        position = resume_state or PartitionPosition(low)
+        stop_at = high if self._options.bounded else None
+        if stop_at is not None and self._progress is not None:
+            self._progress.expect(stop_at - position.next_offset)
+        consumer.assign([TopicPartition(self._topic, index, position.next_offset)])
+        template = DecodedBatch(
+            self._decoder.schema.empty_table(),
+            topic=self._topic,
+            partition=index,
+            partitions=require_topic(self._target, self._topic),
+        )
+        reader = _PartitionReader(consumer, self._decoder, template, position, stop_at)
+        reader.progress = self._progress
+        reader.idle_timeout_s = None if self._options.bounded else self._options.idle_timeout_s
+        return reader

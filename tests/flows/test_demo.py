@@ -27,7 +27,7 @@ def test_demo_runs_end_to_end_and_leaves_readable_parquet(tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = ds.dataset(out / monitoring.TABLE).to_table()
-    assert table.schema == monitoring.OUTPUT_SCHEMA
+    assert table.schema == monitoring.metrics_spec(60.0).output_schema()
     assert sum(table["count"].to_pylist()) == 20_000
     assert "20,000 events delivered to 'requests'" in result.stderr
     assert "5,000 events delivered to 'shop'" in result.stderr

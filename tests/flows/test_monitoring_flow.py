@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,15 @@ import pyarrow.dataset as ds
 import pytest
 
 from flows import monitoring
+from flows.alerts import AlertRules
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sources.generators import MonitoringGenerator
 from sources.producer import ProduceRequest, produce
 from sources.progress import Progress
 from tests.conftest import Broker
-from tests.helpers import eventlake, produce_raw, read_topic
+from tests.flows import oracle
+from tests.helpers import cli_process, eventlake, produce_raw, read_topic
 
 EVENTS = 20_000
 MALFORMED = [
@@ -35,68 +38,56 @@ MALFORMED = [
 def requests_topic(broker: Broker) -> str:
     """A topic with seeded monitoring events plus a few malformed messages."""
     topic = broker.new_topic("monitoring-flow", partitions=4)
-    generator = MonitoringGenerator(seed=11, start=datetime(2024, 5, 1, 13, tzinfo=UTC))
+    generator = MonitoringGenerator(
+        seed=11, start=datetime(2024, 5, 1, 13, tzinfo=UTC), events_per_second=40.0
+    )
     report = produce(generator, broker.target, ProduceRequest(topic, count=EVENTS), Progress("t"))
     assert report.sent == EVENTS
     produce_raw(broker.target, topic, MALFORMED)
     return topic
 
 
-def oracle(messages: list[tuple[bytes | None, bytes | None]]) -> dict[tuple[str, Any], dict]:
-    """Per (service, minute) metrics computed with numpy from the raw messages."""
-    events = []
-    for _, value in messages:
-        try:
-            event = json.loads(value or b"")
-            np.datetime64(event["ts"].rstrip("Z"), "ms")
-            event["service"].encode()  # ts and service are required
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-        events.append(event)
-    minutes = np.array([e["ts"].rstrip("Z") for e in events], dtype="datetime64[ms]").astype(
-        "datetime64[m]"
-    )
-    services = np.array([e["service"] for e in events])
-    latency = np.array([e["latency_ms"] for e in events], dtype=np.float64)
-    errors = np.array([e["status"] >= 500 for e in events])
-    keys = np.char.add(np.char.add(services, "|"), minutes.astype(str))
-    unique, inverse = np.unique(keys, return_inverse=True)
-    counts = np.bincount(inverse)
-    maxima = np.full(len(unique), -np.inf)
-    np.maximum.at(maxima, inverse, latency)
-    result = {}
-    for index, key in enumerate(unique):
-        service, minute = key.split("|")
-        result[(service, np.datetime64(minute, "m"))] = {
-            "count": int(counts[index]),
-            "error_count": int(np.bincount(inverse, weights=errors)[index]),
-            "mean_latency_ms": float(np.bincount(inverse, weights=latency)[index] / counts[index]),
-            "max_latency_ms": float(maxima[index]),
-        }
-    return result
-
-
 def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
-    expected = oracle(read_topic(broker.target, topic))
+    events = oracle.parse_events(read_topic(broker.target, topic), ("service",))
+    expected = oracle.tumbling(events, ("service", "endpoint"), 60 * oracle.MICROS_PER_S)
+    spec = monitoring.metrics_spec(60.0)
     table = ds.dataset(out / monitoring.TABLE).to_table()
-    assert table.schema == monitoring.OUTPUT_SCHEMA
+    assert table.schema == spec.output_schema()
     rows = table.to_pylist()
-    actual = {
-        (row["service"], np.datetime64(row["window_start"].replace(tzinfo=None), "m")): row
-        for row in rows
-    }
-    assert len(actual) == len(rows), "a (service, minute) window was emitted twice"
+    actual = oracle.by_key(
+        rows, lambda r: (r["service"], r["endpoint"], oracle.micros(r["window_start"]))
+    )
     assert set(actual) == set(expected)
-    for key, want in expected.items():
+    for key, members in expected.items():
         got = actual[key]
-        assert got["count"] == want["count"]
-        assert got["error_count"] == want["error_count"]
-        assert got["max_latency_ms"] == want["max_latency_ms"]
-        assert got["mean_latency_ms"] == pytest.approx(want["mean_latency_ms"], rel=1e-9)
+        latency = [e["latency_ms"] for e in members]
+        errors = sum(e["status"] >= 500 for e in members)
+        assert got["count"] == len(members)
+        assert got["error_count"] == errors
+        assert got["error_rate"] == pytest.approx(errors / len(members), rel=1e-12)
+        assert got["max_latency_ms"] == max(latency)
+        assert got["mean_latency_ms"] == pytest.approx(float(np.mean(latency)), rel=1e-9)
+        for quantile in (0.5, 0.95, 0.99):
+            label = f"p{round(quantile * 100)}_latency_ms"
+            oracle.assert_quantile(latency, quantile, got[label])
         assert got["window_end"] - got["window_start"] == timedelta(minutes=1)
     dead = ds.dataset(out / "dead_letter").to_table()
     assert sorted(dead["value"].to_pylist()) == sorted(MALFORMED)
-    assert sum(row["count"] for row in rows) + dead.num_rows == EVENTS + len(MALFORMED)
+    late_rows = ds.dataset(out / "late").count_rows() if (out / "late").exists() else 0
+    assert sum(row["count"] for row in rows) + late_rows + dead.num_rows == EVENTS + len(MALFORMED)
+    assert_alerts_match(out, rows)
+
+
+def assert_alerts_match(out: Path, windows: list[dict[str, Any]]) -> None:
+    """Threshold alerts fire exactly for the windows over their thresholds."""
+    rules = AlertRules()
+    alerts = ds.dataset(out / "alerts").to_table().to_pylist() if (out / "alerts").exists() else []
+    fired = {(a["service"], a["endpoint"], a["window_start"], a["rule"]) for a in alerts}
+    for window in windows:
+        key = (window["service"], window["endpoint"], window["window_start"])
+        assert ((*key, "error_rate") in fired) == (window["error_rate"] > rules.max_error_rate)
+        assert ((*key, "p99_slo") in fired) == (window["p99_latency_ms"] > rules.p99_slo_ms)
+    assert any(a["rule"] == "error_rate" and a["service"] == "payments" for a in alerts)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -120,12 +111,26 @@ def test_cli_run_as_os_process_matches_oracle(
     assert_matches_oracle(tmp_path, broker, requests_topic)
 
 
-def test_unbounded_run_is_refused_with_the_fix(broker: Broker, requests_topic: str) -> None:
-    result = eventlake(
-        "run", "monitoring", "--topic", requests_topic, "--brokers", broker.target.bootstrap_servers
-    )
-    assert result.returncode == 2
-    assert "pass --bounded" in result.stderr
+def test_unbounded_run_emits_closed_windows_while_running(
+    broker: Broker, requests_topic: str, tmp_path: Path
+) -> None:
+    args = ["--topic", requests_topic, "--out", str(tmp_path),
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / monitoring.TABLE).glob("*.parquet")):
+            assert process.poll() is None, "the unbounded run ended by itself"
+            assert time.monotonic() < deadline, "no window was emitted"
+            time.sleep(0.2)
+        process.terminate()
+    events = oracle.parse_events(read_topic(broker.target, requests_topic), ("service",))
+    expected = oracle.tumbling(events, ("service", "endpoint"), 60 * oracle.MICROS_PER_S)
+    rows = ds.dataset(tmp_path / monitoring.TABLE).to_table().to_pylist()
+    newest = max(e["_us"] for e in events)
+    for row in rows:  # emitted windows are complete, and closed by the watermark
+        key = (row["service"], row["endpoint"], oracle.micros(row["window_start"]))
+        assert row["count"] == len(expected[key])
+        assert oracle.micros(row["window_end"]) <= newest - 5 * oracle.MICROS_PER_S
 
 
 def test_unknown_flow_lists_the_known_ones(broker: Broker) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pytest
 
-from sources.decode import DEAD_LETTER_SCHEMA, JsonDecoder
-from sources.kafka_source import RawBatch
+from sources.batches import DEAD_LETTER_SCHEMA, RawBatch
+from sources.decode import JsonDecoder, TimeFormat
 
 SCHEMA = pa.schema(
     [("ts", pa.timestamp("ms", tz="UTC")), ("service", pa.string()), ("status", pa.int64())]
 )
-DECODER = JsonDecoder(SCHEMA, required=("ts",))
+DECODER = JsonDecoder(SCHEMA, "ts")
 
 
 def _batch(values: list[bytes | None]) -> RawBatch:
@@ -35,7 +36,9 @@ def _good(i: int) -> bytes:
 def test_valid_batch_decodes_in_order_with_schema() -> None:
     decoded = DECODER.decode(_batch([_good(i) for i in range(50)]))
     assert decoded.dead_letters == []
-    assert decoded.records.schema == SCHEMA
+    assert decoded.records.schema == DECODER.schema
+    assert DECODER.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert decoded.max_us == max(decoded.records["ts"].cast(pa.int64()).to_pylist())
     assert decoded.records["status"].to_pylist() == list(range(50))
 
 
@@ -92,3 +95,25 @@ def test_dead_letter_table_has_fixed_schema() -> None:
 def test_empty_batch() -> None:
     decoded = DECODER.decode(_batch([]))
     assert decoded.records.num_rows == 0 and decoded.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    ("time_format", "value"),
+    [
+        ("epoch_s", b"1714521600.25"),
+        ("epoch_ms", b"1714521600250"),
+        ("iso", b'"2024-05-01T02:00:00.25+02:00"'),
+    ],
+)
+def test_time_formats_normalize_to_utc_micros(time_format: TimeFormat, value: bytes) -> None:
+    decoder = JsonDecoder(SCHEMA, "ts", time_format)
+    decoded = decoder.decode(_batch([b'{"ts": ' + value + b', "service": "a"}']))
+    assert decoded.dead_letters == []
+    assert decoded.records["ts"].cast(pa.int64()).to_pylist() == [1_714_521_600_250_000]
+
+
+def test_unparseable_time_is_a_dead_letter_naming_the_field() -> None:
+    decoder = JsonDecoder(SCHEMA, "ts", "epoch_ms")
+    decoded = decoder.decode(_batch([b'{"ts": "soon", "service": "a"}', b'{"service": "b"}']))
+    assert [letter["offset"] for letter in decoded.dead_letters] == [100, 101]
+    assert "'ts' is missing" in decoded.dead_letters[1]["error"]

@@ -1,0 +1,114 @@
+"""Windowed tables as bytewax steps: route partial aggregates to shards, close windows.
+
+Per batch: assign windows and pre-aggregate per (key, window) with Arrow
+(:mod:`flows.partials`), send each shard its partials plus the batch's
+progress, and let the shard merge, advance its watermark and emit the windows
+it closed (:mod:`flows.shard`). Rows whose window may already be closed travel
+as rows and are judged at the shard: merged if still open, else late.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+import numpy as np
+import pyarrow as pa
+from bytewax.dataflow import Stream
+
+from flows.partials import assign, event_micros, group, with_windows
+from flows.shard import NEVER, Emitted, ShardInput, WindowShard
+from flows.tables import UTC_MICROS, TableSpec
+from sources.batches import DecodedBatch
+
+SHARDS = 16
+"""Stateful shards per table; keys are spread over them by a stable hash."""
+
+
+def shard_of(key: tuple[Any, ...]) -> int:
+    """A key's shard, the same in every process and run (unlike ``hash``)."""
+    return zlib.crc32(repr(key).encode()) % SHARDS
+
+
+@dataclass(frozen=True)
+class Windowed:
+    """The streams of one windowed table: closed-window rows (keyed by shard), late rows."""
+
+    rows: Stream[tuple[str, pa.Table]]
+    late: Stream[pa.Table]
+
+
+def late_schema(event_schema: pa.Schema) -> pa.Schema:
+    """Late rows: the event's fields, the window it missed, and why."""
+    return (
+        event_schema.append(pa.field("window_start", UTC_MICROS))
+        .append(pa.field("window_end", UTC_MICROS))
+        .append(pa.field("table", pa.string()))
+        .append(pa.field("watermark", UTC_MICROS))
+        .append(pa.field("reason", pa.string()))
+    )
+
+
+def route(
+    spec: TableSpec, time_field: str, lateness_us: int, batch: DecodedBatch
+) -> list[tuple[str, ShardInput]]:
+    """One input per shard: its partials, its possibly-late rows, and the batch's progress."""
+    inputs = [
+        ShardInput(batch.partition, batch.partitions, batch.max_us, batch.ended, batch.idle)
+        for _ in range(SHARDS)
+    ]
+    if batch.records.num_rows:
+        assigned = assign(spec, event_micros(batch.records, time_field))
+        prior = NEVER if batch.prior_max_us is None else batch.prior_max_us
+        maybe_late = assigned.ends <= prior - lateness_us
+        for partial in group(spec, batch.records, assigned.select(~maybe_late)):
+            inputs[shard_of(partial.key)].partials.append(partial)
+        if maybe_late.any():
+            _route_rows(spec, with_windows(batch.records, assigned.select(maybe_late)), inputs)
+    return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)]
+
+
+def _route_rows(spec: TableSpec, rows: pa.Table, inputs: list[ShardInput]) -> None:
+    keys = zip(*(rows[key].to_pylist() for key in spec.keys), strict=True)
+    shards = np.array([shard_of(key) for key in keys])
+    for shard in np.unique(shards):
+        inputs[shard].maybe_late = rows.filter(pa.array(shards == shard))
+
+
+def windowed(
+    step_id: str,
+    batches: Stream[DecodedBatch],
+    spec: TableSpec,
+    time_field: str,
+    lateness_us: int,
+) -> Windowed:
+    """Add the steps computing ``spec`` from ``batches``; see the module docstring."""
+    routed = op.flat_map(
+        f"{step_id}_route", batches, lambda batch: route(spec, time_field, lateness_us, batch)
+    )
+
+    def advance(shard: WindowShard | None, item: ShardInput) -> tuple[WindowShard, list[Emitted]]:
+        shard = shard or WindowShard(lateness_us)
+        return shard, [shard.process(spec, item)]
+
+    emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)
+    rows = op.filter_map_value(
+        f"{step_id}_rows", emitted, lambda out: spec.rows(out.closed) if out.closed else None
+    )
+    late = op.filter_map(f"{step_id}_late", emitted, lambda item: _late_rows(spec, item[1]))
+    return Windowed(rows, late)
+
+
+def _late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table | None:
+    if emitted.late is None:
+        return None
+    count = emitted.late.num_rows
+    watermark = pa.array([emitted.watermark] * count, pa.int64()).cast(UTC_MICROS)
+    reason = f"its window of {spec.name} had closed: window_end <= watermark"
+    return (
+        emitted.late.append_column("table", pa.array([spec.name] * count, pa.string()))
+        .append_column("watermark", watermark)
+        .append_column("reason", pa.array([reason] * count, pa.string()))
+    )

@@ -1,0 +1,71 @@
+"""What every flow shares: Kafka in, dead letters and late rows out, one sink per table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import bytewax.operators as op
+import pyarrow as pa
+from bytewax.dataflow import Dataflow, Stream
+
+from flows.engine import Windowed, late_schema, windowed
+from flows.settings import FlowSettings
+from flows.tables import TableSpec
+from sinks.parquet_files import ParquetDirectorySink
+from sources.batches import DEAD_LETTER_SCHEMA, DEAD_LETTER_TABLE, DecodedBatch
+from sources.decode import JsonDecoder
+from sources.kafka_source import KafkaBatchSource, ReadOptions
+from sources.progress import Progress
+
+LATE_TABLE = "late"
+MICROS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A flow under construction: its dataflow and the windowed streams of its tables."""
+
+    flow: Dataflow
+    tables: dict[str, Windowed]
+    settings: FlowSettings
+
+    def write(self, table: str, rows: Stream[pa.Table], schema: pa.Schema) -> None:
+        """Write ``rows`` to ``out/<table>/`` with the fixed ``schema``."""
+        op.output(table, rows, ParquetDirectorySink(self.settings.out / table, schema))
+
+
+def _dead_letters(batch: DecodedBatch) -> pa.Table | None:
+    return batch.dead_letter_table() if batch.dead_letters else None
+
+
+def build_pipeline(
+    name: str,
+    settings: FlowSettings,
+    decoder: JsonDecoder,
+    specs: Sequence[TableSpec],
+    progress: Progress | None,
+) -> Pipeline:
+    """Source, dead letters, every table of ``specs`` and the late table, all written."""
+    flow = Dataflow(name)
+    options = ReadOptions(settings.bounded, settings.idle_timeout_s)
+    source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
+    batches = op.input("kafka", flow, source)
+    pipeline = Pipeline(flow, {}, settings)
+    dead = op.filter_map("dead", batches, _dead_letters)
+    pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA)
+    lateness_us = micros(settings.lateness_s)
+    late_streams = []
+    for spec in specs:
+        table = windowed(spec.name, batches, spec, decoder.time_field, lateness_us)
+        pipeline.tables[spec.name] = table
+        pipeline.write(spec.name, op.key_rm(f"{spec.name}_unkey", table.rows), spec.output_schema())
+        late_streams.append(table.late)
+    late = op.merge("late_rows", *late_streams)
+    pipeline.write(LATE_TABLE, late, late_schema(decoder.schema))
+    return pipeline
+
+
+def micros(seconds: float) -> int:
+    """Seconds (from settings) as integer microseconds."""
+    return round(seconds * MICROS)

@@ -1,0 +1,144 @@
+"""The state of one shard of a windowed table: watermark, open windows, closing.
+
+Every batch of every source partition reaches every shard (most carry no rows
+for it), so each shard sees each partition's progress in order and computes
+the same watermark: the minimum over source partitions of their maximum event
+time, minus the allowed lateness. Partitions at end of input, or idle, do not
+hold it back. A window is emitted once, when the watermark passes its end;
+rows for windows already past the watermark are late and never merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from flows.partials import Assigned, event_micros, group
+from flows.tables import Partial, TableSpec
+from flows.windows import Session
+
+NEVER = -(2**62)
+"""A watermark before any event time."""
+END_OF_TIME = 2**62
+"""The watermark once every partition has ended."""
+
+
+@dataclass
+class ShardInput:
+    """What one source batch brings to one shard.
+
+    ``partials`` are windows certainly still open; ``maybe_late`` holds rows
+    (with ``window_start``/``window_end``) whose windows may have closed.
+    ``max_us`` is the batch's maximum event time (None for an empty batch).
+    """
+
+    partition: int
+    partitions: int
+    max_us: int | None = None
+    ended: bool = False
+    idle: bool = False
+    partials: list[Partial] = field(default_factory=list)
+    maybe_late: pa.Table | None = None
+
+
+@dataclass
+class PartitionClock:
+    """Per-partition progress in event time, and the watermark it allows."""
+
+    lateness_us: int
+    partitions: int = 0
+    maxima: dict[int, int] = field(default_factory=dict)
+    inactive: set[int] = field(default_factory=set)
+
+    def observe(self, batch: ShardInput) -> None:
+        """Record a batch: its maximum event time, end of input, or idleness."""
+        self.partitions = max(self.partitions, batch.partitions)
+        if batch.max_us is not None:
+            self.maxima[batch.partition] = max(
+                self.maxima.get(batch.partition, NEVER), batch.max_us
+            )
+            self.inactive.discard(batch.partition)
+        if batch.ended or batch.idle:
+            self.inactive.add(batch.partition)
+
+    def watermark(self) -> int:
+        """Event time (µs) before which every window may be closed."""
+        active = [p for p in range(self.partitions) if p not in self.inactive]
+        if not active:
+            return END_OF_TIME if self.partitions else NEVER
+        slowest = min(self.maxima.get(p, NEVER) for p in active)
+        return slowest - self.lateness_us if slowest > NEVER else NEVER
+
+
+@dataclass
+class Emitted:
+    """What a shard hands downstream after one batch."""
+
+    closed: list[Partial] = field(default_factory=list)
+    late: pa.Table | None = None
+    watermark: int = NEVER
+
+
+class WindowShard:
+    """Open windows of the keys routed to one shard; picklable as a whole."""
+
+    def __init__(self, lateness_us: int) -> None:
+        self.clock = PartitionClock(lateness_us)
+        self.open: dict[tuple[Any, ...], list[Partial]] = {}
+
+    def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
+        """Merge a batch, advance the watermark, and emit windows it closed."""
+        emitted = Emitted()
+        if batch.maybe_late is not None and batch.maybe_late.num_rows:
+            for partial in self._split_late(spec, batch.maybe_late, emitted):
+                self._add(spec, partial)
+        for partial in batch.partials:
+            self._add(spec, partial)
+        self.clock.observe(batch)
+        emitted.watermark = self.clock.watermark()
+        emitted.closed = self._close(emitted.watermark)
+        return emitted
+
+    def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
+        watermark = self.clock.watermark()
+        ends = event_micros(rows, "window_end")
+        late = ends <= watermark
+        if late.any():
+            emitted.late = rows.filter(pa.array(late))
+        on_time = rows.filter(pa.array(~late))
+        assigned = Assigned(
+            rows=np.arange(on_time.num_rows),
+            starts=event_micros(on_time, "window_start"),
+            ends=event_micros(on_time, "window_end"),
+        )
+        return group(spec, on_time.drop_columns(["window_start", "window_end"]), assigned)
+
+    def _add(self, spec: TableSpec, partial: Partial) -> None:
+        windows = self.open.setdefault(partial.key, [])
+        if isinstance(spec.window, Session):
+            overlapping = [w for w in windows if w.start < partial.end and partial.start < w.end]
+            for window in overlapping:
+                windows.remove(window)
+                partial = spec.merge(window, partial)
+            windows.append(partial)
+            return
+        for index, window in enumerate(windows):
+            if window.start == partial.start:
+                windows[index] = spec.merge(window, partial)
+                return
+        windows.append(partial)
+
+    def _close(self, watermark: int) -> list[Partial]:
+        closed: list[Partial] = []
+        for key in list(self.open):
+            windows = self.open[key]
+            closed += [w for w in windows if w.end <= watermark]
+            remaining = [w for w in windows if w.end > watermark]
+            if remaining:
+                self.open[key] = remaining
+            else:
+                del self.open[key]
+        return sorted(closed, key=lambda w: (w.end, w.start))

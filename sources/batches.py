@@ -1,0 +1,72 @@
+"""What flows between the Kafka source and the flows: raw and decoded batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from confluent_kafka import Message
+
+DEAD_LETTER_TABLE = "dead_letter"
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("error", pa.string()),
+    ]
+)
+
+
+@dataclass
+class RawBatch:
+    """Messages from one consume call on one partition, as plain picklable lists.
+
+    ``values[i]`` is None for a tombstone. ``timestamps_ms[i]`` is the Kafka
+    message timestamp.
+    """
+
+    topic: str
+    partition: int
+    offsets: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    timestamps_ms: list[int | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def append(self, message: Message) -> None:
+        """Add one consumed message."""
+        self.offsets.append(message.offset() or 0)
+        self.keys.append(message.key())
+        self.values.append(message.value())
+        self.timestamps_ms.append(message.timestamp()[1])
+
+
+@dataclass
+class DecodedBatch:
+    """The valid rows of a raw batch, in offset order, its dead letters, and progress.
+
+    ``partition`` of ``partitions`` is the Kafka partition read. ``max_us`` is the
+    largest event time in ``records``; ``prior_max_us`` the largest in earlier
+    batches of the partition. ``ended`` marks the last batch of a bounded read,
+    ``idle`` a partition that has had no messages for the idle timeout.
+    """
+
+    records: pa.Table
+    dead_letters: list[dict[str, object]] = field(default_factory=list)
+    topic: str = ""
+    partition: int = 0
+    partitions: int = 1
+    max_us: int | None = None
+    prior_max_us: int | None = None
+    ended: bool = False
+    idle: bool = False
+
+    def dead_letter_table(self) -> pa.Table:
+        """Dead letters as a table with :data:`DEAD_LETTER_SCHEMA`."""
+        return pa.Table.from_pylist(self.dead_letters, schema=DEAD_LETTER_SCHEMA)
