@@ -12,6 +12,7 @@ from pathlib import Path
 from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
+from sinks.parquet_files import count_rows
 from sources.connection import ensure_topic, require_topic
 from sources.errors import BrokerError, ConfigError, InterruptedRunError
 from sources.generators import GENERATORS, MonitoringGenerator
@@ -79,7 +80,8 @@ def run_command(name: str, settings: FlowSettings) -> None:
     progress = Progress(f"run {name}")
     flow = module.build_flow(settings, progress)
     run_dataflow(flow, settings.workers)
-    progress.finish(f"output under {settings.out}/")
+    written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
+    progress.finish(f"rows under {settings.out}/: {written}")
 
 
 def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:

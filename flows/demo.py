@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from flows import monitoring
+from flows import analytics, monitoring
 from flows.commands import produce_command, run_command
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
-from sources.batches import DEAD_LETTER_TABLE
+from sinks.parquet_files import count_rows
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
 from sources.generators import AnalyticsGenerator, MonitoringGenerator
 from sources.producer import ProduceRequest
@@ -23,7 +23,7 @@ DEMO_START = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
 
 def run_demo(settings: DemoSettings) -> None:
-    """Start a broker, produce both event kinds, run the monitoring flow, print results.
+    """Start a broker, produce both event kinds, run both flows, print results.
 
     Everything it starts is stopped before it returns, also on error.
     """
@@ -40,29 +40,32 @@ def run_demo(settings: DemoSettings) -> None:
             request = ProduceRequest(generator.default_topic, count=count)
             kind_settings = ProduceSettings(generator.name, request, settings.seed, DEMO_START)
             produce_command(target, kind_settings)
-        _step(3, "running the monitoring flow (bounded) into Parquet")
-        for table in monitoring.TABLES:
-            shutil.rmtree(settings.out / table, ignore_errors=True)
-        flow_settings = FlowSettings(target, monitoring.DEFAULT_TOPIC, settings.out, bounded=True)
-        run_command("monitoring", flow_settings)
-    _step(4, "stopped the broker; results:")
+        for step, module in ((3, monitoring), (4, analytics)):
+            name = module.__name__.rsplit(".", 1)[-1]
+            _step(step, f"running the {name} flow (bounded) into Parquet")
+            for table in module.TABLES:
+                shutil.rmtree(settings.out / table, ignore_errors=True)
+            flow_settings = FlowSettings(target, module.DEFAULT_TOPIC, settings.out, bounded=True)
+            run_command(name, flow_settings)
+    _step(5, "stopped the broker; results:")
     print(describe_output(settings.out))
 
 
 def _step(number: int, text: str) -> None:
-    print(f"[{number}/4] {text}", flush=True)
+    print(f"[{number}/5] {text}", flush=True)
 
 
 def describe_output(out: Path) -> str:
     """Where the demo's files are, a per-service summary, and how to open them."""
     metrics_dir = out / monitoring.TABLE
     metrics = ds.dataset(metrics_dir, format="parquet").to_table()
-    files = sorted(metrics_dir.glob("*.parquet"))
-    dead_dir = out / DEAD_LETTER_TABLE
-    dead_rows = ds.dataset(dead_dir).count_rows() if dead_dir.exists() else 0
+    tables = dict.fromkeys([*monitoring.TABLES, *analytics.TABLES])
     lines = [
-        f"{metrics_dir}/: {metrics.num_rows:,} rows (service x minute), {len(files)} file(s)",
-        f"{dead_dir}/: {dead_rows:,} dead letters",
+        f"{out / table}/: {count_rows(out / table):,} rows in "
+        f"{len(list((out / table).glob('*.parquet')))} file(s)"
+        for table in tables
+    ]
+    lines += [
         "",
         _service_summary(metrics),
         "",
@@ -82,7 +85,7 @@ def _service_summary(metrics: pa.Table) -> str:
         weighted.group_by("service")
         .aggregate(
             [
-                ("window_start", "count"),
+                ("window_start", "count_distinct"),
                 ("count", "sum"),
                 ("error_count", "sum"),
                 ("latency_total", "sum"),
@@ -99,7 +102,7 @@ def _service_summary(metrics: pa.Table) -> str:
     for row in per_service.to_pylist():
         events, errors = row["count_sum"], row["error_count_sum"]
         rows.append(
-            f"{row['service']:<12}{row['window_start_count']:>8}{events:>10,}{errors:>9,}"
+            f"{row['service']:<12}{row['window_start_count_distinct']:>8}{events:>10,}{errors:>9,}"
             f"{100 * errors / events:>7.2f}{row['latency_total_sum'] / events:>9.1f}"
             f"{row['max_latency_ms_max']:>10.1f}"
         )

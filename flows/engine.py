@@ -97,11 +97,12 @@ def windowed(
     rows = op.filter_map_value(
         f"{step_id}_rows", emitted, lambda out: spec.rows(out.closed) if out.closed else None
     )
-    late = op.filter_map(f"{step_id}_late", emitted, lambda item: _late_rows(spec, item[1]))
+    late = op.filter_map(f"{step_id}_late", emitted, lambda item: late_rows(spec, item[1]))
     return Windowed(rows, late)
 
 
-def _late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table | None:
+def late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table | None:
+    """Late rows of one shard step with the table they missed, the watermark and why."""
     if emitted.late is None:
         return None
     count = emitted.late.num_rows

@@ -11,7 +11,7 @@ from flows.settings import FlowSettings
 from sources.errors import ConfigError
 from sources.progress import Progress
 
-FLOW_MODULES = {"monitoring": "flows.monitoring"}
+FLOW_MODULES = {"monitoring": "flows.monitoring", "analytics": "flows.analytics"}
 
 
 class FlowModule(Protocol):

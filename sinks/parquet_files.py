@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -74,3 +75,10 @@ class ParquetDirectorySink(DynamicSink[pa.Table]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DirectoryWriter:
         """The writer of one worker; its file names never collide with another's."""
         return _DirectoryWriter(self._directory, self._schema, worker_index)
+
+
+def count_rows(directory: Path) -> int:
+    """Rows in the Parquet files of ``directory`` (0 if it does not exist)."""
+    if not directory.exists():
+        return 0
+    return int(ds.dataset(directory, format="parquet").count_rows())
