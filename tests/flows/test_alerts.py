@@ -27,7 +27,7 @@ def windows(rows: list[tuple[int, int, float, float]]) -> pa.Table:
                 "p99_latency_ms": p99,
             }
             for m, count, rate, p99 in rows
-        ]  # fmt: skip
+        ]
     )
 
 
