@@ -11,6 +11,7 @@ rolled up later without the raw events.
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -51,6 +52,19 @@ class Aggregation(ABC, Generic[S]):
     def update_batch(self, state: S, values: pa.Array) -> S:
         """``state`` after adding ``values`` (the group's values of ``field``)."""
 
+    def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[S]:
+        """States of ``count`` groups at once; ``groups[i]`` is the group of ``values[i]``.
+
+        The default splits ``values`` by group and calls :meth:`update_batch`.
+        """
+        order = np.argsort(groups, kind="stable")
+        bounds = np.searchsorted(groups[order], np.arange(count + 1))
+        ordered = pc.take(values, pa.array(order))
+        return [
+            self.update_batch(self.initialize(), ordered.slice(start, stop - start))
+            for start, stop in itertools.pairwise(bounds)
+        ]
+
     @abstractmethod
     def merge(self, left: S, right: S) -> S:
         """The state of the union of two groups; associative and commutative."""
@@ -60,7 +74,7 @@ class Aggregation(ABC, Generic[S]):
         """Output values, one per column of :meth:`columns`."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Moments:
     """Count, mean, sum of squared deviations, min and max of non-null values."""
 
@@ -95,6 +109,13 @@ class Moments:
         return Moments(n, self.total + other.total, mean, m2, low, high)
 
 
+def _with_nulls_as_float(values: pa.Array) -> pa.Array:
+    """``values`` as float64, nulls kept (timestamps as microseconds since the epoch)."""
+    if pa.types.is_timestamp(values.type):
+        values = values.cast(pa.timestamp("us", tz=values.type.tz)).cast(pa.int64())
+    return values.cast(pa.float64())
+
+
 def _floats(values: pa.Array) -> np.ndarray:
     """Non-null values as float64 (timestamps as microseconds since the epoch)."""
     valid = pc.drop_null(values)
@@ -118,6 +139,9 @@ class Count(Aggregation[int]):
 
     def update_batch(self, state: int, values: pa.Array) -> int:
         return state + len(values)
+
+    def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[int]:
+        return [int(n) for n in np.bincount(groups, minlength=count)]
 
     def merge(self, left: int, right: int) -> int:
         return left + right
@@ -154,6 +178,22 @@ class Stat(Aggregation[Moments]):
 
     def update_batch(self, state: Moments, values: pa.Array) -> Moments:
         return state.combine(Moments.of(_floats(values)))
+
+    def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[Moments]:
+        table = pa.table({"group": pa.array(groups), "value": _with_nulls_as_float(values)})
+        stats = table.group_by("group").aggregate(
+            [("value", name) for name in ("count", "sum", "min", "max", "mean")]
+            + [("value", "variance", pc.VarianceOptions(ddof=0))]
+        )
+        moments = [Moments() for _ in range(count)]
+        columns = [stats[name].to_pylist() for name in (
+            "group", "value_count", "value_sum", "value_mean", "value_variance",
+            "value_min", "value_max",
+        )]  # fmt: skip
+        for group, n, total, mean, variance, low, high in zip(*columns, strict=True):
+            if n:
+                moments[group] = Moments(n, total, mean, variance * n, low, high)
+        return moments
 
     def merge(self, left: Moments, right: Moments) -> Moments:
         return left.combine(right)

@@ -7,6 +7,7 @@ they can be judged late or on time where the watermark is known.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,58 +55,77 @@ def with_windows(records: pa.Table, assigned: Assigned) -> pa.Table:
 
 
 def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partial]:
-    """Partial aggregates of the assigned rows, one per (key, window) (or session)."""
+    """Partial aggregates of the assigned rows, one per (key, window) (or session).
+
+    Grouping is vectorized (numpy over dictionary codes of the keys); each
+    aggregation then computes the states of all groups in one call.
+    """
     if len(assigned.rows) == 0:
         return []
     derived = spec.derive(records.take(pa.array(assigned.rows)))
+    codes, values = _key_codes(spec, derived)
     if isinstance(spec.window, Session):
-        return _sessions(spec, spec.window, derived, assigned.starts)
-    return _windows(spec, derived, assigned)
-
-
-def _group_rows(spec: TableSpec, derived: pa.Table, extra: dict[str, Micros]) -> pa.Table:
-    """One row per distinct key (and ``extra`` columns) with the list of its row numbers."""
-    keyed = pa.table(
-        {
-            **{key: derived[key] for key in spec.keys},
-            **{name: pa.array(values) for name, values in extra.items()},
-            "_row": pa.array(np.arange(derived.num_rows)),
-        }
-    )
-    return keyed.group_by([*spec.keys, *extra]).aggregate([("_row", "list")])
-
-
-def _windows(spec: TableSpec, derived: pa.Table, assigned: Assigned) -> list[Partial]:
-    groups = _group_rows(spec, derived, {"_start": assigned.starts, "_end": assigned.ends})
-    keys = list(zip(*(groups[key].to_pylist() for key in spec.keys), strict=True))
-    starts, ends = groups["_start"].to_pylist(), groups["_end"].to_pylist()
-    return [
-        Partial(key, start, end, _states(spec, derived, pa.array(rows)))
-        for key, start, end, rows in zip(
-            keys, starts, ends, groups["_row_list"].to_pylist(), strict=True
+        ids, starts, ends = _session_groups(spec.window, codes, assigned.starts)
+    else:
+        ids, starts, ends = _window_groups(codes, assigned)
+    count = len(starts)
+    first_row = np.full(count, len(ids), dtype=np.int64)
+    np.minimum.at(first_row, ids, np.arange(len(ids)))
+    keys = [tuple(column[code] for column, code in zip(values, row, strict=True))
+            for row in codes[first_row]]  # fmt: skip
+    states = [
+        aggregation.update_groups(
+            pa.array(np.arange(len(ids)))
+            if aggregation.field is None
+            else derived[aggregation.field],
+            ids,
+            count,
         )
+        for aggregation in spec.aggregations
+    ]
+    return [
+        Partial(key, int(start), int(end), [column[index] for column in states])
+        for index, (key, start, end) in enumerate(zip(keys, starts, ends, strict=True))
     ]
 
 
-def _sessions(spec: TableSpec, window: Session, derived: pa.Table, ts_us: Micros) -> list[Partial]:
-    groups = _group_rows(spec, derived, {})
-    keys = list(zip(*(groups[key].to_pylist() for key in spec.keys), strict=True))
-    partials = []
-    for key, rows in zip(keys, groups["_row_list"].to_pylist(), strict=True):
-        rows_by_time = np.asarray(rows)[np.argsort(ts_us[rows], kind="stable")]
-        times = ts_us[rows_by_time]
-        numbers = window.split(times)
-        for number in range(int(numbers[-1]) + 1):
-            inside = numbers == number
-            start, end = int(times[inside][0]), int(times[inside][-1]) + window.gap_us
-            states = _states(spec, derived, pa.array(rows_by_time[inside]))
-            partials.append(Partial(key, start, end, states))
-    return partials
+def _key_codes(spec: TableSpec, derived: pa.Table) -> tuple[np.ndarray, list[list[Any]]]:
+    """Each row's key as integer codes (one column per key field), and the values per code."""
+    codes, values = [], []
+    for key in spec.keys:
+        encoded = pc.dictionary_encode(derived[key].combine_chunks())
+        dictionary = [*encoded.dictionary.to_pylist(), None]  # the last code stands for null
+        indices = encoded.indices.fill_null(len(dictionary) - 1)
+        codes.append(np.asarray(indices.to_numpy(), dtype=np.int64))
+        values.append(dictionary)
+    return np.column_stack(codes), values
 
 
-def _states(spec: TableSpec, derived: pa.Table, rows: pa.Array) -> list[object]:
-    states = []
-    for aggregation in spec.aggregations:
-        values = rows if aggregation.field is None else pc.take(derived[aggregation.field], rows)
-        states.append(aggregation.update_batch(aggregation.initialize(), values))
-    return states
+def _window_groups(codes: np.ndarray, assigned: Assigned) -> tuple[Micros, Micros, Micros]:
+    """Group number of each row by (key, window); each group's start and end."""
+    order = np.lexsort((assigned.starts, *codes.T[::-1]))
+    sorted_codes, sorted_starts = codes[order], assigned.starts[order]
+    changed = np.any(sorted_codes[1:] != sorted_codes[:-1], axis=1)
+    new_group = np.concatenate([[True], changed | (sorted_starts[1:] != sorted_starts[:-1])])
+    bounds = np.flatnonzero(new_group)
+    return _ids(order, new_group), sorted_starts[bounds], assigned.ends[order][bounds]
+
+
+def _ids(order: Micros, new_group: np.ndarray) -> Micros:
+    """Group numbers in original row order, from rows sorted by ``order``."""
+    ids = np.empty(len(order), dtype=np.int64)
+    ids[order] = np.cumsum(new_group) - 1
+    return ids
+
+
+def _session_groups(
+    window: Session, codes: np.ndarray, ts_us: Micros
+) -> tuple[Micros, Micros, Micros]:
+    """Group number of each row by (key, session); each session's start and end."""
+    order = np.lexsort((ts_us, *codes.T[::-1]))
+    sorted_codes, sorted_ts = codes[order], ts_us[order]
+    new_key = np.any(sorted_codes[1:] != sorted_codes[:-1], axis=1)
+    new_session = np.concatenate([[True], new_key | (np.diff(sorted_ts) >= window.gap_us)])
+    bounds = np.flatnonzero(new_session)
+    ends = np.maximum.reduceat(sorted_ts, bounds) + window.gap_us
+    return _ids(order, new_session), sorted_ts[bounds], ends
