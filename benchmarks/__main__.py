@@ -19,7 +19,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from flows import monitoring
+from flows import analytics, monitoring
+from flows.registry import FlowModule
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sources.broker import EmbeddedBroker
@@ -89,10 +90,10 @@ def _consume_loop(target: KafkaTarget, topic: str, count: int, aggregate: bool) 
     return elapsed
 
 
-def _monitoring_flow(target: KafkaTarget, topic: str, workers: int) -> float:
+def _flow(module: FlowModule, target: KafkaTarget, topic: str, workers: int) -> float:
     with tempfile.TemporaryDirectory() as out:
         settings = FlowSettings(target, topic, Path(out), bounded=True, workers=workers)
-        return _timed(lambda: run_dataflow(monitoring.build_flow(settings), workers))
+        return _timed(lambda: run_dataflow(module.build_flow(settings), workers))
 
 
 def _rate_accuracy(target: KafkaTarget, topic: str, rate: float, seconds: float) -> float:
@@ -121,11 +122,11 @@ def main() -> None:
             results.append(("  baseline: raw confluent-kafka produce", raw, ""))
         plain = events / _consume_loop(target, "mon", events, aggregate=False)
         dict_agg = events / _consume_loop(target, "mon", events, aggregate=True)
-        for workers in (1, 2):
-            flow = events / _monitoring_flow(target, "mon", workers)
-            results.append(
-                (f"monitoring flow, {workers} worker(s)", flow, f"{flow / dict_agg:.2f}x dict loop")
-            )
+        for module, topic in ((monitoring, "mon"), (analytics, "ana")):
+            for workers in (1, 2):
+                flow = events / _flow(module, target, topic, workers)
+                name = f"{module.__name__.split('.')[-1]} flow, {workers} worker thread(s)"
+                results.append((name, flow, f"{flow / dict_agg:.2f}x dict loop"))
         results.append(("  baseline: consume + json.loads + dict agg", dict_agg, ""))
         results.append(("  baseline: consume only", plain, ""))
         accuracy = _rate_accuracy(target, "rate", 20_000.0, 3.0)

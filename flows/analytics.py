@@ -1,10 +1,10 @@
 """The analytics flow: revenue per category in hopping windows, and user sessions.
 
 Tables: ``category_revenue`` (hopping windows, default 1 hour sliding by 15
-minutes: events, revenue, orders, units, distinct users with the HLL sketch,
-top-5 products) and ``user_sessions`` (session windows per user, default gap
-30 minutes: events, views, carts, purchases, revenue, converted), plus
-``late`` and ``dead_letter``.
+minutes: event count, revenue, orders, units, distinct users with the HLL
+sketch, top-5 products) and ``user_sessions`` (session windows per user,
+default gap 30 minutes: event count, views, carts, purchases, revenue, first
+and last event, converted), plus ``late`` and ``dead_letter``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def revenue_spec(window_s: float, slide_s: float) -> TableSpec:
         keys=("category",),
         window=Hopping(micros(window_s), micros(slide_s)),
         aggregations=(
-            Count("events"),
+            Count(),
             Stat("sum", "revenue", "revenue"),
             Stat("sum", "is_purchase", "orders", output_type=INT64),
             Stat("sum", "units", "units", output_type=INT64),
@@ -109,7 +109,7 @@ def sessions_spec(gap_s: float) -> TableSpec:
         keys=("user_id",),
         window=Session(micros(gap_s)),
         aggregations=(
-            Count("events"),
+            Count(),
             Stat("sum", "is_view", "views", output_type=INT64),
             Stat("sum", "is_cart", "carts", output_type=INT64),
             Stat("sum", "is_purchase", "purchases", output_type=INT64),

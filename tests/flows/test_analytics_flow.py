@@ -53,7 +53,7 @@ def assert_revenue_matches(out: Path, events: list[dict[str, Any]]) -> None:
     assert set(rows) == set(expected)
     for key, members in expected.items():
         got, bought = rows[key], _purchases(members)
-        assert got["events"] == len(members)
+        assert got["count"] == len(members)
         assert got["orders"] == len(bought)
         assert got["units"] == sum(e["quantity"] for e in bought)
         assert got["revenue"] == pytest.approx(
@@ -82,7 +82,7 @@ def assert_sessions_match(out: Path, events: list[dict[str, Any]]) -> None:
         first = min(e["_us"] for e in members)
         got = rows[(members[0]["user_id"], first)]
         kinds = Counter(e["event_type"] for e in members)
-        assert got["events"] == len(members)
+        assert got["count"] == len(members)
         assert (got["views"], got["carts"], got["purchases"]) == (
             kinds["view"],
             kinds["add_to_cart"],
@@ -104,7 +104,7 @@ def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
     assert_sessions_match(out, events)
     sessions = ds.dataset(out / analytics.SESSIONS_TABLE).to_table()
     assert not (out / "late").exists() and not (out / "dead_letter").exists()
-    assert sum(sessions["events"].to_pylist()) == EVENTS
+    assert sum(sessions["count"].to_pylist()) == EVENTS
 
 
 @pytest.mark.parametrize("workers", [1, 2])
