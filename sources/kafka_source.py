@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -32,7 +32,8 @@ CONSUMER_CONFIG = {
     "fetch.max.bytes": "52428800",
 }
 BATCH_SIZE = 10_000
-POLL_TIMEOUT_S = 0.5
+POLL_TIMEOUT_S = 0.0  # take what librdkafka has prefetched; never block the worker
+EMPTY_POLL_PAUSE = timedelta(milliseconds=50)
 WATERMARK_TIMEOUT_S = 10.0
 
 
@@ -60,23 +61,28 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         template: DecodedBatch,
         position: PartitionPosition,
         stop_at: int | None,
+        idle_timeout_s: float | None,
+        progress: Progress | None,
     ) -> None:
         self._consumer = consumer
         self._decoder = decoder
         self._template = template
         self._position = position
         self._stop_at = stop_at
+        self._idle_timeout_s = idle_timeout_s
+        self._progress = progress
         self._ended = False
         self._last_data = time.monotonic()
         self._idle_sent = False
-        self.progress: Progress | None = None
-        self.idle_timeout_s: float | None = None
+        self._awake_at: datetime | None = None
 
     def next_batch(self) -> list[DecodedBatch]:
         if self._ended:
             raise StopIteration
         raw = self._consume()
         at_end = self._stop_at is not None and self._position.next_offset >= self._stop_at
+        # Nothing fetched yet: let bytewax poll the worker's other partitions meanwhile.
+        self._awake_at = None if raw or at_end else datetime.now(UTC) + EMPTY_POLL_PAUSE
         if not raw and not at_end:
             return self._idle_marker()
         decoded = self._decoder.decode(raw)
@@ -92,8 +98,8 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._position = replace(self._position, max_us=max_us)
         self._ended = at_end
         self._last_data, self._idle_sent = time.monotonic(), False
-        if self.progress is not None:
-            self.progress.advance(len(raw))
+        if self._progress is not None:
+            self._progress.advance(len(raw))
         return [batch]
 
     def _consume(self) -> RawBatch:
@@ -120,13 +126,13 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
     def _idle_marker(self) -> list[DecodedBatch]:
         """One empty batch flagged idle once the partition has been quiet long enough."""
         quiet_s = time.monotonic() - self._last_data
-        if self.idle_timeout_s is None or self._idle_sent or quiet_s < self.idle_timeout_s:
+        if self._idle_timeout_s is None or self._idle_sent or quiet_s < self._idle_timeout_s:
             return []
         self._idle_sent = True
         return [replace(self._template, idle=True, prior_max_us=self._position.max_us)]
 
     def next_awake(self) -> datetime | None:
-        return None
+        return self._awake_at
 
     def snapshot(self) -> PartitionPosition:
         return self._position
@@ -186,7 +192,7 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             partition=index,
             partitions=require_topic(self._target, self._topic),
         )
-        reader = _PartitionReader(consumer, self._decoder, template, position, stop_at)
-        reader.progress = self._progress
-        reader.idle_timeout_s = None if self._options.bounded else self._options.idle_timeout_s
-        return reader
+        idle_timeout_s = None if self._options.bounded else self._options.idle_timeout_s
+        return _PartitionReader(
+            consumer, self._decoder, template, position, stop_at, idle_timeout_s, self._progress
+        )

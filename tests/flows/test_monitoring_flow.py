@@ -162,3 +162,21 @@ def test_rerun_into_same_output_is_refused(
     assert again.returncode == 2
     assert "already holds" in again.stderr and "--out" in again.stderr
     assert sorted(tmp_path.rglob("*.parquet")) == files_before
+
+
+def test_idle_timeout_lets_empty_partitions_stop_holding_the_watermark(
+    broker: Broker, tmp_path: Path
+) -> None:
+    topic = broker.new_topic("monitoring-idle", partitions=20)  # 5 services: most stay empty
+    generator = MonitoringGenerator(seed=3, start=datetime(2024, 5, 1, 13, tzinfo=UTC))
+    produce(generator, broker.target, ProduceRequest(topic, count=5_000), Progress("t"))
+    args = ["--topic", topic, "--out", str(tmp_path), "--idle-timeout", "1s",
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / monitoring.TABLE).glob("*.parquet")):
+            assert process.poll() is None, "the unbounded run ended by itself"
+            assert time.monotonic() < deadline, "empty partitions held the watermark back"
+            time.sleep(0.2)
+        process.terminate()
+    assert ds.dataset(tmp_path / monitoring.TABLE).count_rows() > 0
