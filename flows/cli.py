@@ -291,9 +291,9 @@ def produce(
     "--idle-timeout",
     env="IDLE_TIMEOUT",
     type=_Duration(),
-    default=None,
+    default=30.0,
     help="Wall-clock time without messages after which a partition stops holding the "
-    "watermark back (unbounded runs; not deterministic). [default: never]",
+    "watermark back (unbounded runs only; the one setting that is not deterministic).",
 )
 @brokers_option
 @state_file_option
@@ -351,7 +351,7 @@ def run(
 )
 @env_option("--seed", env="DEMO_SEED", type=int, default=0, help="Generator seed.")
 def demo(out: Path, monitoring_events: int, analytics_events: int, seed: int) -> None:
-    """Start an embedded broker, produce events, run the monitoring flow, show the output."""
+    """Start an embedded broker, produce events, run both flows, show the output."""
     run_demo(DemoSettings(out, monitoring_events, analytics_events, seed))
 
 

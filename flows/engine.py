@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 from bytewax.dataflow import Stream
 
-from flows.partials import assign, event_micros, group, with_windows
-from flows.shard import NEVER, Emitted, ShardInput, WindowShard
+from flows.partials import assign, closes_at, event_micros, group, with_windows
+from flows.shard import END_OF_TIME, NEVER, Emitted, ShardInput, WindowShard
 from flows.tables import UTC_MICROS, TableSpec
 from sources.batches import DecodedBatch
 
@@ -62,7 +62,11 @@ def route(
     if batch.records.num_rows:
         assigned = assign(spec, event_micros(batch.records, time_field))
         prior = NEVER if batch.prior_max_us is None else batch.prior_max_us
-        maybe_late = assigned.ends <= prior - lateness_us
+        # A shard's watermark never passes a partition's own newest event minus the
+        # lateness, so only rows closing at or before that may be late. A partition
+        # back from idleness may be behind the watermark: all its rows are judged.
+        threshold = END_OF_TIME if batch.resumed else prior - lateness_us
+        maybe_late = closes_at(spec, assigned.starts, assigned.ends) <= threshold
         for partial in group(spec, batch.records, assigned.select(~maybe_late)):
             inputs[shard_of(partial.key)].partials.append(partial)
         if maybe_late.any():
@@ -106,8 +110,8 @@ def late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table | None:
     if emitted.late is None:
         return None
     count = emitted.late.num_rows
-    watermark = pa.array([emitted.watermark] * count, pa.int64()).cast(UTC_MICROS)
-    reason = f"its window of {spec.name} had closed: window_end <= watermark"
+    watermark = pa.array([emitted.late_watermark] * count, pa.int64()).cast(UTC_MICROS)
+    reason = f"its window of {spec.name} had closed (the watermark had passed it)"
     return (
         emitted.late.append_column("table", pa.array([spec.name] * count, pa.string()))
         .append_column("watermark", watermark)

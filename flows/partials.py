@@ -1,7 +1,8 @@
 """Batches of events → partial aggregates per (key, window), vectorized with Arrow.
 
-Rows whose window may already be closed are split off first (``cutoff``), so
-they can be judged late or on time where the watermark is known.
+:func:`closes_at` tells when each (row, window) pair becomes late; the engine
+uses it to send rows whose window may already be closed as rows, to be judged
+at the shard, where the watermark is known.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ def assign(spec: TableSpec, ts_us: Micros) -> Assigned:
         return Assigned(np.arange(len(ts_us)), ts_us, ts_us + spec.window.gap_us)
     rows, starts = spec.window.assign(ts_us)
     return Assigned(rows, starts, starts + spec.window.size_us)
+
+
+def closes_at(spec: TableSpec, starts: Micros, ends: Micros) -> Micros:
+    """Per (row, window): the watermark at which the row becomes late.
+
+    A window's row is late once the watermark reaches the window's end. An
+    event of a session is late once the watermark passes the event itself
+    (unless a still-open session of its key covers it, which the shard checks):
+    a session may grow while the watermark is inside its gap.
+    """
+    return starts + 1 if isinstance(spec.window, Session) else ends
 
 
 def with_windows(records: pa.Table, assigned: Assigned) -> pa.Table:

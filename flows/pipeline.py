@@ -48,7 +48,7 @@ def build_pipeline(
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written."""
     flow = Dataflow(name)
-    options = ReadOptions(settings.bounded, settings.idle_timeout_s)
+    options = ReadOptions(settings.bounded, settings.idle_timeout_s, settings.batch_size)
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input("kafka", flow, source)
     pipeline = Pipeline(flow, {}, settings)

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sources.generators import DEFAULT_EVENT_RATE
+from sources.kafka_source import BATCH_SIZE
 from sources.producer import ProduceRequest
 from sources.target import KafkaTarget
 from sources.topics import DEFAULT_PARTITIONS
@@ -34,9 +35,11 @@ class FlowSettings:
     """Inactivity that ends a session; None means the flow's default."""
     lateness_s: float = 5.0
     """Allowed lateness: the watermark trails the slowest partition by this much."""
-    idle_timeout_s: float | None = None
+    idle_timeout_s: float | None = 30.0
     """Wall-clock seconds without messages after which a partition stops holding
     the watermark back (unbounded runs only; the one non-deterministic knob)."""
+    batch_size: int = BATCH_SIZE
+    """Most messages per batch (one consume call of one partition)."""
 
 
 @dataclass(frozen=True)

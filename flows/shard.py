@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from flows.partials import Assigned, event_micros, group
+from flows.partials import Assigned, closes_at, event_micros, group
 from flows.tables import Partial, TableSpec
 from flows.windows import Session
 
@@ -51,7 +51,8 @@ class PartitionClock:
     lateness_us: int
     partitions: int = 0
     maxima: dict[int, int] = field(default_factory=dict)
-    inactive: set[int] = field(default_factory=set)
+    ended: set[int] = field(default_factory=set)
+    idle: set[int] = field(default_factory=set)
 
     def observe(self, batch: ShardInput) -> None:
         """Record a batch: its maximum event time, end of input, or idleness."""
@@ -60,17 +61,27 @@ class PartitionClock:
             self.maxima[batch.partition] = max(
                 self.maxima.get(batch.partition, NEVER), batch.max_us
             )
-            self.inactive.discard(batch.partition)
-        if batch.ended or batch.idle:
-            self.inactive.add(batch.partition)
+            self.idle.discard(batch.partition)
+        if batch.idle:
+            self.idle.add(batch.partition)
+        if batch.ended:
+            self.ended.add(batch.partition)
 
     def watermark(self) -> int:
-        """Event time (µs) before which every window may be closed."""
-        active = [p for p in range(self.partitions) if p not in self.inactive]
-        if not active:
-            return END_OF_TIME if self.partitions else NEVER
-        slowest = min(self.maxima.get(p, NEVER) for p in active)
-        return slowest - self.lateness_us if slowest > NEVER else NEVER
+        """Event time (µs) before which every window may be closed.
+
+        The slowest active partition's newest event minus the lateness. Ended
+        and idle partitions do not count; when every partition has ended it is
+        :data:`END_OF_TIME`, and when the rest are idle it follows the newest
+        event seen, so a lull never flushes windows that may still grow.
+        """
+        everyone = range(self.partitions)
+        if self.partitions and all(p in self.ended for p in everyone):
+            return END_OF_TIME
+        active = [p for p in everyone if p not in self.ended and p not in self.idle]
+        known = [self.maxima.get(p, NEVER) for p in active] or list(self.maxima.values())
+        newest = min(known) if active else max(known, default=NEVER)
+        return newest - self.lateness_us if newest > NEVER else NEVER
 
 
 @dataclass
@@ -79,7 +90,8 @@ class Emitted:
 
     closed: list[Partial] = field(default_factory=list)
     late: pa.Table | None = None
-    watermark: int = NEVER
+    late_watermark: int = NEVER
+    """The watermark the late rows were judged against."""
 
 
 class WindowShard:
@@ -88,6 +100,8 @@ class WindowShard:
     def __init__(self, lateness_us: int) -> None:
         self.clock = PartitionClock(lateness_us)
         self.open: dict[tuple[Any, ...], list[Partial]] = {}
+        self.watermark = NEVER
+        """Never decreases: windows it has passed are closed for good."""
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit windows it closed."""
@@ -98,14 +112,17 @@ class WindowShard:
         for partial in batch.partials:
             self._add(spec, partial)
         self.clock.observe(batch)
-        emitted.watermark = self.clock.watermark()
-        emitted.closed = self._close(emitted.watermark)
+        previous, self.watermark = self.watermark, max(self.watermark, self.clock.watermark())
+        if self.watermark > previous:
+            emitted.closed = self._close(self.watermark)
         return emitted
 
     def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
-        watermark = self.clock.watermark()
-        ends = event_micros(rows, "window_end")
-        late = ends <= watermark
+        starts = event_micros(rows, "window_start")
+        late = closes_at(spec, starts, event_micros(rows, "window_end")) <= self.watermark
+        if isinstance(spec.window, Session):
+            late &= ~self._in_open_session(spec, rows, starts)
+        emitted.late_watermark = self.watermark
         if late.any():
             emitted.late = rows.filter(pa.array(late))
         on_time = rows.filter(pa.array(~late))
@@ -115,6 +132,18 @@ class WindowShard:
             ends=event_micros(on_time, "window_end"),
         )
         return group(spec, on_time.drop_columns(["window_start", "window_end"]), assigned)
+
+    def _in_open_session(self, spec: TableSpec, rows: pa.Table, starts: np.ndarray) -> np.ndarray:
+        """Whether each row's event falls into a session of its key that is still open."""
+        gap = spec.window.gap_us if isinstance(spec.window, Session) else 0
+        keys = zip(*(rows[key].to_pylist() for key in spec.keys), strict=True)
+        return np.array(
+            [
+                any(w.start < ts + gap and ts < w.end for w in self.open.get(key, []))
+                for key, ts in zip(keys, starts.tolist(), strict=True)
+            ],
+            dtype=bool,
+        )
 
     def _add(self, spec: TableSpec, partial: Partial) -> None:
         windows = self.open.setdefault(partial.key, [])

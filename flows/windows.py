@@ -29,10 +29,6 @@ class Tumbling:
         """(row index, window start) for every window each timestamp falls in."""
         return np.arange(len(ts_us)), ts_us - ts_us % self.size_us
 
-    def earliest_end(self, ts_us: Micros) -> Micros:
-        """End of the earliest window each timestamp belongs to."""
-        return ts_us - ts_us % self.size_us + self.size_us
-
 
 @dataclass(frozen=True)
 class Hopping:
@@ -62,13 +58,6 @@ class Hopping:
     def _windows_per_event(self) -> int:
         return -(-self.size_us // self.slide_us)
 
-    def earliest_end(self, ts_us: Micros) -> Micros:
-        """End of the earliest window each timestamp belongs to."""
-        newest = ts_us - ts_us % self.slide_us
-        oldest = newest - (self._windows_per_event - 1) * self.slide_us
-        oldest = np.where(oldest + self.size_us > ts_us, oldest, oldest + self.slide_us)
-        return oldest + self.size_us
-
 
 @dataclass(frozen=True)
 class Session:
@@ -83,16 +72,6 @@ class Session:
     def __post_init__(self) -> None:
         if self.gap_us <= 0:
             raise ConfigError("--session-gap must be greater than zero")
-
-    def earliest_end(self, ts_us: Micros) -> Micros:
-        """End of the shortest session each timestamp can belong to."""
-        return ts_us + self.gap_us
-
-    def split(self, ts_us: Micros) -> Micros:
-        """Session number of each timestamp of one key (sorted ascending)."""
-        if len(ts_us) == 0:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate([[0], np.cumsum(np.diff(ts_us) >= self.gap_us)])
 
 
 WindowSpec = Tumbling | Hopping | Session

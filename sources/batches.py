@@ -54,7 +54,8 @@ class DecodedBatch:
     ``partition`` of ``partitions`` is the Kafka partition read. ``max_us`` is the
     largest event time in ``records``; ``prior_max_us`` the largest in earlier
     batches of the partition. ``ended`` marks the last batch of a bounded read,
-    ``idle`` a partition that has had no messages for the idle timeout.
+    ``idle`` a partition that has had no messages for the idle timeout, and
+    ``resumed`` the first batch after such an idle mark.
     """
 
     records: pa.Table
@@ -66,6 +67,7 @@ class DecodedBatch:
     prior_max_us: int | None = None
     ended: bool = False
     idle: bool = False
+    resumed: bool = False
 
     def dead_letter_table(self) -> pa.Table:
         """Dead letters as a table with :data:`DEAD_LETTER_SCHEMA`."""

@@ -47,10 +47,12 @@ class PartitionPosition:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How partitions are read: bounded or not, idle timeout (seconds, None = never idle)."""
+    """How partitions are read: bounded or not, idle timeout (seconds, None = never
+    idle), and the most messages one batch may hold."""
 
     bounded: bool
     idle_timeout_s: float | None = None
+    batch_size: int = BATCH_SIZE
 
 
 class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition]):
@@ -61,7 +63,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         template: DecodedBatch,
         position: PartitionPosition,
         stop_at: int | None,
-        idle_timeout_s: float | None,
+        options: ReadOptions,
         progress: Progress | None,
     ) -> None:
         self._consumer = consumer
@@ -69,7 +71,8 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._template = template
         self._position = position
         self._stop_at = stop_at
-        self._idle_timeout_s = idle_timeout_s
+        self._idle_timeout_s = None if options.bounded else options.idle_timeout_s
+        self._batch_size = options.batch_size
         self._progress = progress
         self._ended = False
         self._last_data = time.monotonic()
@@ -94,6 +97,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             partitions=self._template.partitions,
             prior_max_us=self._position.max_us,
             ended=at_end,
+            resumed=self._idle_sent and bool(raw),
         )
         self._position = replace(self._position, max_us=max_us)
         self._ended = at_end
@@ -108,7 +112,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         if self._stop_at is not None and self._position.next_offset >= self._stop_at:
             return raw
         next_offset = self._position.next_offset
-        for message in self._consumer.consume(BATCH_SIZE, POLL_TIMEOUT_S):
+        for message in self._consumer.consume(self._batch_size, POLL_TIMEOUT_S):
             error, offset = message.error(), message.offset() or 0
             if error is None:
                 if self._stop_at is None or offset < self._stop_at:
@@ -192,7 +196,6 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             partition=index,
             partitions=require_topic(self._target, self._topic),
         )
-        idle_timeout_s = None if self._options.bounded else self._options.idle_timeout_s
         return _PartitionReader(
-            consumer, self._decoder, template, position, stop_at, idle_timeout_s, self._progress
+            consumer, self._decoder, template, position, stop_at, self._options, self._progress
         )

@@ -7,6 +7,7 @@ import pickle
 from collections import Counter
 from typing import Any
 
+import datasketches as ds
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -102,10 +103,11 @@ def test_quantiles_within_kll_rank_error(parts_count: int, seed: int) -> None:
     agg = Quantiles("latency", (0.5, 0.95, 0.99))
     *results, sketch = agg.result(_fold(agg, parts, pa.float64()))
     values = np.sort(np.concatenate(parts))
-    bound = 2.5 / math.sqrt(KLL_K) if len(values) > KLL_K else 0  # generous vs 1.33% at 99%
+    # Twice the documented normalized rank error (1.33% at 99% confidence for k=200).
+    bound = 2 * ds.kll_doubles_sketch.get_normalized_rank_error(KLL_K, False)
     for quantile, result in zip((0.5, 0.95, 0.99), results, strict=True):
         rank = np.searchsorted(values, result, side="right") / len(values)
-        assert abs(rank - quantile) <= max(bound, 1 / len(values)) + 1e-9
+        assert abs(rank - quantile) <= bound + 1 / len(values)
     assert isinstance(sketch, bytes) and len(sketch) > 0
 
 
@@ -151,3 +153,32 @@ def test_columns_are_named_after_the_field() -> None:
     names = [name for agg in (Quantiles("lat", (0.5, 0.999)), Distinct("u"), TopK("p"))
              for name, _ in agg.columns()]  # fmt: skip
     assert names == ["p50_lat", "p99_9_lat", "sketch_lat", "distinct_u", "hll_u", "topk_p"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), maybe), max_size=120))
+def test_update_groups_equals_update_batch_per_group(rows: list[tuple[int, float | None]]) -> None:
+    groups = np.array([group for group, _ in rows], dtype=np.int64)
+    values = pa.array([value for _, value in rows], pa.float64())
+    aggregations: list[Aggregation[Any]] = [
+        Count(), Stat("sum", "x"), Stat("stddev", "x"), Stat("min", "x"), Stat("max", "x"),
+        Quantiles("x", (0.5,)), Distinct("x"), TopK("x", 3),
+    ]  # fmt: skip
+    for agg in aggregations:
+        together = agg.update_groups(values, groups, 5)
+        for group in range(5):
+            alone = agg.update_batch(agg.initialize(), values.filter(pa.array(groups == group)))
+            got, want = agg.result(together[group])[0], agg.result(alone)[0]
+            assert (got is None) == (want is None), agg
+            if isinstance(want, float):
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-6), agg
+            else:
+                assert got == want, agg
+
+
+@pytest.mark.parametrize("agg", [Quantiles("x", (0.5, 0.9)), Distinct("x"), TopK("x", 3)])
+def test_sketch_merges_in_any_order_agree(agg: Aggregation[Any]) -> None:
+    parts = [[float(i % 7) for i in range(start, start + 50)] for start in range(0, 200, 50)]
+    forward = agg.result(_fold(agg, parts, pa.float64()))[0]
+    backward = agg.result(_fold(agg, parts[::-1], pa.float64()))[0]
+    assert forward == backward  # small inputs: every sketch here is exact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -180,3 +181,28 @@ def test_idle_timeout_lets_empty_partitions_stop_holding_the_watermark(
             time.sleep(0.2)
         process.terminate()
     assert ds.dataset(tmp_path / monitoring.TABLE).count_rows() > 0
+
+
+def _request(second: int, trace: str) -> bytes:
+    ts = (datetime(2024, 5, 1, 13, tzinfo=UTC) + timedelta(seconds=second)).isoformat()
+    event = {"ts": ts.replace("+00:00", "Z"), "service": "svc", "endpoint": "/x", "region": "eu",
+             "status": 200, "latency_ms": 1.0, "trace_id": trace}  # fmt: skip
+    return json.dumps(event).encode()
+
+
+def test_events_beyond_the_lateness_go_to_the_late_table(broker: Broker, tmp_path: Path) -> None:
+    topic = broker.new_topic("monitoring-late", partitions=1)
+    seconds = [*range(0, 200, 10), 10, 30, 250, 59, 300]  # 10, 30 and 59 arrive after 190
+    produce_raw(broker.target, topic, [_request(s, f"t{i}") for i, s in enumerate(seconds)])
+    # Batches of 5: the watermark advances between them, as in a live stream.
+    settings = FlowSettings(broker.target, topic, tmp_path, bounded=True, batch_size=5)
+    run_dataflow(monitoring.build_flow(settings), 1)
+
+    late = ds.dataset(tmp_path / "late").to_table().to_pylist()
+    assert sorted(row["trace_id"] for row in late) == ["t20", "t21", "t23"]
+    assert all(row["window_end"].timestamp() <= row["watermark"].timestamp() for row in late)
+    assert {row["table"] for row in late} == {monitoring.TABLE}
+    windows = ds.dataset(tmp_path / monitoring.TABLE).to_table().to_pylist()
+    first = next(w for w in windows if w["window_start"].minute == 0)
+    assert first["count"] == 6  # 0..50 only: the late ones were not merged
+    assert sum(w["count"] for w in windows) + len(late) == len(seconds)

@@ -33,7 +33,12 @@ class Engine:
         self.prior: dict[int, int] = {}
 
     def send(
-        self, partition: int, events: list[tuple[str, int]], ended: bool = False, idle: bool = False
+        self,
+        partition: int,
+        events: list[tuple[str, int]],
+        ended: bool = False,
+        idle: bool = False,
+        resumed: bool = False,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Events are (key, seconds); returns (closed window rows, late rows)."""
         records = pa.table(
@@ -46,7 +51,7 @@ class Engine:
         max_us = max((t * S for _, t in events), default=None)
         batch = DecodedBatch(
             records, partition=partition, partitions=self.partitions, max_us=max_us,
-            prior_max_us=self.prior.get(partition), ended=ended, idle=idle,
+            prior_max_us=self.prior.get(partition), ended=ended, idle=idle, resumed=resumed,
         )  # fmt: skip
         if max_us is not None:
             self.prior[partition] = max(self.prior.get(partition, max_us), max_us)
@@ -155,3 +160,47 @@ def test_clock_without_partitions_has_no_watermark() -> None:
     assert clock.watermark() == NEVER
     clock.observe(ShardInput(partition=0, partitions=1, ended=True))
     assert clock.watermark() == END_OF_TIME
+
+
+def test_partition_back_from_idle_cannot_reopen_a_closed_window() -> None:
+    engine = Engine(Tumbling(MINUTE), partitions=2)
+    engine.send(1, [("a", 5)])
+    engine.send(1, [], idle=True)
+    closed, _ = engine.send(0, [("a", 10), ("a", 100)])
+    assert [_window(row) for row in closed] == [("a", 0, 2)]
+    closed, late = engine.send(1, [("a", 30)], resumed=True)
+    assert closed == [] and [row["ts"].timestamp() for row in late] == [30]
+    engine.send(0, [], ended=True)
+    closed, _ = engine.send(1, [], ended=True)
+    assert ("a", 0) not in [_window(row)[:2] for row in closed]  # emitted once only
+
+
+def test_a_lull_on_every_partition_does_not_flush_open_windows() -> None:
+    engine = Engine(Tumbling(MINUTE))
+    engine.send(0, [("a", 10)])
+    assert engine.send(0, [], idle=True) == ([], [])  # watermark stays at 10 - 5
+    engine.send(0, [("a", 20)], resumed=True)
+    closed, _ = engine.send(0, [], ended=True)
+    assert [_window(row) for row in closed] == [("a", 0, 2)]
+
+
+def test_event_inside_an_open_session_merges_even_behind_the_watermark() -> None:
+    engine = Engine(Session(10 * MINUTE), partitions=2)
+    engine.send(1, [("u", 0), ("u", 3300)])  # u's session [3300, 3900) is open
+    engine.send(0, [("v", 3600)])  # watermark 3295
+    closed, late = engine.send(1, [("u", 3200)])  # behind the watermark, inside u's session
+    assert late == [] and all(row["key"] != "u" or row["count"] == 1 for row in closed)
+    engine.send(0, [], ended=True)
+    closed, _ = engine.send(1, [], ended=True)
+    assert sorted(r["count"] for r in closed if r["key"] == "u") == [2]
+
+
+def test_watermark_never_goes_back() -> None:
+    shard = WindowShard(LATENESS)
+    tumbling = spec(Tumbling(MINUTE))
+    shard.process(tumbling, ShardInput(0, 2, max_us=100 * S))
+    shard.process(tumbling, ShardInput(1, 2, max_us=200 * S))
+    assert shard.watermark == 95 * S
+    shard.process(tumbling, ShardInput(0, 2, idle=True))
+    shard.process(tumbling, ShardInput(0, 2, max_us=120 * S))  # back from idle, behind
+    assert shard.watermark == 195 * S

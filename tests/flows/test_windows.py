@@ -35,14 +35,6 @@ def test_hopping_puts_each_event_in_every_window_containing_it(
         first = (t - t % slide) - ((size - 1) // slide) * slide
         expected = [s for s in range(first, t + 1, slide) if s <= t < s + size]
         assert mine == expected
-    earliest = Hopping(size, slide).earliest_end(ts_us)
-    assert list(earliest) == [min(starts[rows == i]) + size for i in range(len(ts))]
-
-
-def test_session_split_starts_a_new_session_at_the_gap() -> None:
-    ts = np.array([0, 5, 14, 30, 31, 45], dtype=np.int64)
-    assert list(Session(15).split(ts)) == [0, 0, 0, 1, 1, 1]
-    assert list(Session(14).split(ts)) == [0, 0, 0, 1, 1, 2]
 
 
 @pytest.mark.parametrize(
