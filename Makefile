@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench acceptance clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+acceptance: $(STAMP)
+	$(BIN)/python -m benchmarks.acceptance
 
 clean:
 	rm -rf $(VENV) demo-output .eventlake

@@ -41,10 +41,13 @@ def _purchases(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in members if e["event_type"] == "purchase"]
 
 
-def assert_revenue_matches(out: Path, events: list[dict[str, Any]]) -> None:
-    size, slide = round(WINDOW_S * oracle.MICROS_PER_S), round(SLIDE_S * oracle.MICROS_PER_S)
+def assert_revenue_matches(
+    out: Path, events: list[dict[str, Any]], window_s: float = WINDOW_S, slide_s: float = SLIDE_S
+) -> None:
+    """``category_revenue`` equals the oracle's hopping windows."""
+    size, slide = round(window_s * oracle.MICROS_PER_S), round(slide_s * oracle.MICROS_PER_S)
     expected = oracle.hopping(events, ("category",), size, slide)
-    spec = analytics.revenue_spec(WINDOW_S, SLIDE_S)
+    spec = analytics.revenue_spec(window_s, slide_s)
     table = ds.dataset(out / analytics.REVENUE_TABLE).to_table()
     assert table.schema == spec.output_schema()
     rows = oracle.by_key(
@@ -65,7 +68,7 @@ def assert_revenue_matches(out: Path, events: list[dict[str, Any]]) -> None:
         assert counts.most_common(1)[0][1] == got["topk_product_id"][0]["count"]
         for entry in got["topk_product_id"]:
             assert abs(entry["count"] - counts[entry["item"]]) <= 0.05 * len(members)
-        assert got["window_end"] - got["window_start"] == timedelta(seconds=WINDOW_S)
+        assert got["window_end"] - got["window_start"] == timedelta(seconds=window_s)
 
 
 def assert_sessions_match(out: Path, events: list[dict[str, Any]]) -> None:

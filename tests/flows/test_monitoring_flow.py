@@ -49,7 +49,18 @@ def requests_topic(broker: Broker) -> str:
 
 
 def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
-    events = oracle.parse_events(read_topic(broker.target, topic), ("service",))
+    rows = assert_windows_match(out, read_topic(broker.target, topic))
+    dead = ds.dataset(out / "dead_letter").to_table()
+    assert sorted(dead["value"].to_pylist()) == sorted(MALFORMED)
+    late_rows = ds.dataset(out / "late").count_rows() if (out / "late").exists() else 0
+    assert sum(row["count"] for row in rows) + late_rows + dead.num_rows == EVENTS + len(MALFORMED)
+
+
+def assert_windows_match(
+    out: Path, messages: list[tuple[bytes | None, bytes | None]]
+) -> list[dict[str, Any]]:
+    """``service_metrics`` and threshold alerts equal the oracle's; the window rows."""
+    events = oracle.parse_events(messages, ("service",))
     expected = oracle.tumbling(events, ("service", "endpoint"), 60 * oracle.MICROS_PER_S)
     spec = monitoring.metrics_spec(60.0)
     table = ds.dataset(out / monitoring.TABLE).to_table()
@@ -72,11 +83,8 @@ def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
             label = f"p{round(quantile * 100)}_latency_ms"
             oracle.assert_quantile(latency, quantile, got[label])
         assert got["window_end"] - got["window_start"] == timedelta(minutes=1)
-    dead = ds.dataset(out / "dead_letter").to_table()
-    assert sorted(dead["value"].to_pylist()) == sorted(MALFORMED)
-    late_rows = ds.dataset(out / "late").count_rows() if (out / "late").exists() else 0
-    assert sum(row["count"] for row in rows) + late_rows + dead.num_rows == EVENTS + len(MALFORMED)
     assert_alerts_match(out, rows)
+    return rows
 
 
 def assert_alerts_match(out: Path, windows: list[dict[str, Any]]) -> None:
