@@ -25,6 +25,7 @@ from flows.commands import (
 from flows.demo import run_demo
 from flows.durations import parse_duration
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
+from sinks.table_sink import RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE, DEFAULT_TOPICS, create_topic, read_state, serve
 from sources.connection import resolve_target
 from sources.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
@@ -295,6 +296,20 @@ def produce(
     help="Wall-clock time without messages after which a partition stops holding the "
     "watermark back (unbounded runs only; the one setting that is not deterministic).",
 )
+@env_option(
+    "--file-rows",
+    env="FILE_ROWS",
+    type=click.IntRange(min=1),
+    default=RollingPolicy.max_rows,
+    help="Cut an output file once this many rows are buffered.",
+)
+@env_option(
+    "--file-max-age",
+    env="FILE_MAX_AGE",
+    type=_Duration(),
+    default=RollingPolicy.max_age_s,
+    help="Cut an output file once its oldest row has waited this long (seconds or a unit).",
+)
 @brokers_option
 @state_file_option
 def run(
@@ -308,6 +323,8 @@ def run(
     session_gap: float | None,
     lateness: float,
     idle_timeout: float | None,
+    file_rows: int,
+    file_max_age: float,
     brokers: str | None,
     state_file: Path,
 ) -> None:
@@ -323,6 +340,7 @@ def run(
         session_gap_s=session_gap,
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
+        rolling=RollingPolicy(max_rows=file_rows, max_age_s=file_max_age),
     )
     run_command(name, settings)
 

@@ -87,7 +87,7 @@ def run_command(name: str, settings: FlowSettings) -> None:
 def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
     """ConfigError if ``out`` already holds one of ``tables``: a rerun would add every row again."""
     for table in tables:
-        files = list((out / table).glob("*.parquet"))
+        files = list((out / table).rglob("*.parquet"))
         if files:
             raise ConfigError(
                 f"{out / table} already holds {len(files)} Parquet file(s) from an earlier run; "

@@ -62,7 +62,7 @@ def describe_output(out: Path) -> str:
     tables = dict.fromkeys([*monitoring.TABLES, *analytics.TABLES])
     lines = [
         f"{out / table}/: {count_rows(out / table):,} rows in "
-        f"{len(list((out / table).glob('*.parquet')))} file(s)"
+        f"{len(list((out / table).rglob('*.parquet')))} file(s)"
         for table in tables
     ]
     lines += [

@@ -37,7 +37,7 @@ class Windowed:
     """The streams of one windowed table: closed-window rows (keyed by shard), late rows."""
 
     rows: Stream[tuple[str, pa.Table]]
-    late: Stream[pa.Table]
+    late: Stream[tuple[str, pa.Table]]
 
 
 def late_schema(event_schema: pa.Schema) -> pa.Schema:
@@ -98,17 +98,16 @@ def windowed(
         return shard, [shard.process(spec, item)]
 
     emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)
-    rows = op.filter_map_value(
-        f"{step_id}_rows", emitted, lambda out: spec.rows(out.closed) if out.closed else None
-    )
-    late = op.filter_map(f"{step_id}_late", emitted, lambda item: late_rows(spec, item[1]))
+    # Empty tables too: every shard step reaches its sink partition, so files roll on time.
+    rows = op.map_value(f"{step_id}_rows", emitted, lambda out: spec.rows(out.closed))
+    late = op.map_value(f"{step_id}_late", emitted, lambda out: late_rows(spec, out))
     return Windowed(rows, late)
 
 
-def late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table | None:
+def late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table:
     """Late rows of one shard step with the table they missed, the watermark and why."""
     if emitted.late is None:
-        return None
+        return late_schema(spec.event_schema).empty_table()
     count = emitted.late.num_rows
     watermark = pa.array([emitted.late_watermark] * count, pa.int64()).cast(UTC_MICROS)
     reason = f"its window of {spec.name} had closed (the watermark had passed it)"

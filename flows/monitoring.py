@@ -84,8 +84,5 @@ def build_flow(settings: FlowSettings, progress: Progress | None = None) -> Data
         return baselines, evaluate(rules, baselines, windows)
 
     alerts = op.stateful_map("evaluate_alerts", pipeline.tables[TABLE].rows, alert)
-    alert_rows = op.filter_map(
-        "alert_rows", alerts, lambda item: item[1] if item[1].num_rows else None
-    )
-    pipeline.write(ALERTS_TABLE, alert_rows, ALERT_SCHEMA)
+    pipeline.write(ALERTS_TABLE, alerts, ALERT_SCHEMA)
     return pipeline.flow

@@ -12,7 +12,7 @@ from bytewax.dataflow import Dataflow, Stream
 from flows.engine import Windowed, late_schema, windowed
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
-from sinks.parquet_files import ParquetDirectorySink
+from sinks.table_sink import ParquetTableSink
 from sources.batches import DEAD_LETTER_SCHEMA, DEAD_LETTER_TABLE, DecodedBatch
 from sources.decode import JsonDecoder
 from sources.kafka_source import KafkaBatchSource, ReadOptions
@@ -30,13 +30,22 @@ class Pipeline:
     tables: dict[str, Windowed]
     settings: FlowSettings
 
-    def write(self, table: str, rows: Stream[pa.Table], schema: pa.Schema) -> None:
-        """Write ``rows`` to ``out/<table>/`` with the fixed ``schema``."""
-        op.output(table, rows, ParquetDirectorySink(self.settings.out / table, schema))
+    def write(
+        self,
+        table: str,
+        rows: Stream[tuple[str, pa.Table]],
+        schema: pa.Schema,
+        time_column: str = "window_start",
+    ) -> None:
+        """Write keyed ``rows`` exactly once to ``out/<table>/`` with the fixed ``schema``."""
+        sink = ParquetTableSink(
+            self.settings.out / table, schema, time_column, self.settings.rolling
+        )
+        op.output(table, rows, sink)
 
 
-def _dead_letters(batch: DecodedBatch) -> pa.Table | None:
-    return batch.dead_letter_table() if batch.dead_letters else None
+def _dead_letters(batch: DecodedBatch) -> tuple[str, pa.Table]:
+    return str(batch.partition), batch.dead_letter_table()
 
 
 def build_pipeline(
@@ -52,14 +61,14 @@ def build_pipeline(
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input("kafka", flow, source)
     pipeline = Pipeline(flow, {}, settings)
-    dead = op.filter_map("dead", batches, _dead_letters)
-    pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA)
+    dead = op.map("dead", batches, _dead_letters)
+    pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
     lateness_us = micros(settings.lateness_s)
     late_streams = []
     for spec in specs:
         table = windowed(spec.name, batches, spec, decoder.time_field, lateness_us)
         pipeline.tables[spec.name] = table
-        pipeline.write(spec.name, op.key_rm(f"{spec.name}_unkey", table.rows), spec.output_schema())
+        pipeline.write(spec.name, table.rows, spec.output_schema())
         late_streams.append(table.late)
     late = op.merge("late_rows", *late_streams)
     pipeline.write(LATE_TABLE, late, late_schema(decoder.schema))

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sinks.table_sink import RollingPolicy
 from sources.generators import DEFAULT_EVENT_RATE
 from sources.kafka_source import BATCH_SIZE
 from sources.producer import ProduceRequest
 from sources.target import KafkaTarget
 from sources.topics import DEFAULT_PARTITIONS
+
+DEFAULT_ROLLING = RollingPolicy()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class FlowSettings:
     idle_timeout_s: float | None = 30.0
     """Wall-clock seconds without messages after which a partition stops holding
     the watermark back (unbounded runs only; the one non-deterministic knob)."""
+    rolling: RollingPolicy = DEFAULT_ROLLING
+    """When buffered output rows become a Parquet file."""
     batch_size: int = BATCH_SIZE
     """Most messages per batch (one consume call of one partition)."""
 

@@ -34,6 +34,7 @@ CONSUMER_CONFIG = {
 BATCH_SIZE = 10_000
 POLL_TIMEOUT_S = 0.0  # take what librdkafka has prefetched; never block the worker
 EMPTY_POLL_PAUSE = timedelta(milliseconds=50)
+HEARTBEAT_S = 1.0
 WATERMARK_TIMEOUT_S = 10.0
 
 
@@ -75,7 +76,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._batch_size = options.batch_size
         self._progress = progress
         self._ended = False
-        self._last_data = time.monotonic()
+        self._last_data = self._last_emit = time.monotonic()
         self._idle_sent = False
         self._awake_at: datetime | None = None
 
@@ -87,7 +88,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         # Nothing fetched yet: let bytewax poll the worker's other partitions meanwhile.
         self._awake_at = None if raw or at_end else datetime.now(UTC) + EMPTY_POLL_PAUSE
         if not raw and not at_end:
-            return self._idle_marker()
+            return self._quiet_batch()
         decoded = self._decoder.decode(raw)
         max_us = _latest(self._position.max_us, decoded.max_us)
         batch = replace(
@@ -101,7 +102,8 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         )
         self._position = replace(self._position, max_us=max_us)
         self._ended = at_end
-        self._last_data, self._idle_sent = time.monotonic(), False
+        self._last_data = self._last_emit = time.monotonic()
+        self._idle_sent = False
         if self._progress is not None:
             self._progress.advance(len(raw))
         return [batch]
@@ -127,13 +129,19 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._position = replace(self._position, next_offset=next_offset)
         return raw
 
-    def _idle_marker(self) -> list[DecodedBatch]:
-        """One empty batch flagged idle once the partition has been quiet long enough."""
-        quiet_s = time.monotonic() - self._last_data
-        if self._idle_timeout_s is None or self._idle_sent or quiet_s < self._idle_timeout_s:
-            return []
-        self._idle_sent = True
-        return [replace(self._template, idle=True, prior_max_us=self._position.max_us)]
+    def _quiet_batch(self) -> list[DecodedBatch]:
+        """While no messages come: an empty batch flagged idle once the partition has
+        been quiet for the idle timeout, and else one every :data:`HEARTBEAT_S`, so
+        that downstream steps (file rolling by age) keep running."""
+        now = time.monotonic()
+        timeout = self._idle_timeout_s
+        if timeout is not None and not self._idle_sent and now - self._last_data >= timeout:
+            self._idle_sent, self._last_emit = True, now
+            return [replace(self._template, idle=True, prior_max_us=self._position.max_us)]
+        if self._stop_at is None and now - self._last_emit >= HEARTBEAT_S:
+            self._last_emit = now
+            return [replace(self._template, prior_max_us=self._position.max_us)]
+        return []
 
     def next_awake(self) -> datetime | None:
         return self._awake_at

@@ -123,11 +123,11 @@ def test_cli_run_as_os_process_matches_oracle(
 def test_unbounded_run_emits_closed_windows_while_running(
     broker: Broker, requests_topic: str, tmp_path: Path
 ) -> None:
-    args = ["--topic", requests_topic, "--out", str(tmp_path),
+    args = ["--topic", requests_topic, "--out", str(tmp_path), "--file-max-age", "1s",
             "--brokers", broker.target.bootstrap_servers]  # fmt: skip
     with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
         deadline = time.monotonic() + 120
-        while not list((tmp_path / monitoring.TABLE).glob("*.parquet")):
+        while not list((tmp_path / monitoring.TABLE).rglob("*.parquet")):
             assert process.poll() is None, "the unbounded run ended by itself"
             assert time.monotonic() < deadline, "no window was emitted"
             time.sleep(0.2)
@@ -180,10 +180,10 @@ def test_idle_timeout_lets_empty_partitions_stop_holding_the_watermark(
     generator = MonitoringGenerator(seed=3, start=datetime(2024, 5, 1, 13, tzinfo=UTC))
     produce(generator, broker.target, ProduceRequest(topic, count=5_000), Progress("t"))
     args = ["--topic", topic, "--out", str(tmp_path), "--idle-timeout", "1s",
-            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+            "--file-max-age", "1s", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
     with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
         deadline = time.monotonic() + 120
-        while not list((tmp_path / monitoring.TABLE).glob("*.parquet")):
+        while not list((tmp_path / monitoring.TABLE).rglob("*.parquet")):
             assert process.poll() is None, "the unbounded run ended by itself"
             assert time.monotonic() < deadline, "empty partitions held the watermark back"
             time.sleep(0.2)

@@ -1,0 +1,184 @@
+"""The exactly-once Parquet sink: files committed with bytewax snapshots.
+
+Each sink partition buffers rows in ``write_batch``. At ``snapshot()`` (the end
+of an epoch) it writes the buffer out, atomically, once the rolling policy says
+a file is due, and returns its state: the next file sequence number and the
+rows not yet written. On resume, files of the partition with a sequence at or
+beyond the restored one were written after the snapshot and are deleted
+before anything new is written; the restored buffer and the replayed input
+then write them again. Readers therefore see every row exactly once, and
+never a partial file.
+
+Layout: ``table/date=YYYY-MM-DD/hour=HH/part-<partition>-<sequence>-<n>.parquet``
+by the table's time column (Hive style, so readers can prune by time).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from sinks.parquet_files import conform, write_atomically
+
+SINK_PARTITIONS = 16
+_FILE = re.compile(r"^part-(?P<partition>\d+)-(?P<sequence>\d+)-\d+\.parquet$")
+
+
+@dataclass(frozen=True)
+class RollingPolicy:
+    """When buffered rows become a file, and how files are written."""
+
+    max_rows: int = 1_000_000
+    """Cut a file once this many rows are buffered."""
+    max_bytes: int = 128 * 2**20
+    """Cut a file once the buffer holds this many bytes (in memory)."""
+    max_age_s: float = 60.0
+    """Cut a file once its oldest row has waited this long (checked at snapshots)."""
+    row_group_rows: int = 128 * 1024
+    """Rows per Parquet row group."""
+    compression: str = "zstd"
+    """Parquet compression: zstd, snappy, lz4 or none."""
+
+
+@dataclass
+class SinkState:
+    """What a sink partition snapshots: next file sequence and unwritten rows."""
+
+    next_sequence: int = 0
+    buffered: list[pa.Table] = field(default_factory=list)
+    buffered_since: float | None = None
+
+
+def hive_directory(day: str, hour: str) -> str:
+    """``date=…/hour=…`` for a UTC day and hour."""
+    return f"date={day}/hour={hour}"
+
+
+class _TableWriter(StatefulSinkPartition[pa.Table, SinkState]):
+    def __init__(
+        self,
+        table_dir: Path,
+        schema: pa.Schema,
+        time_column: str,
+        partition: int,
+        policy: RollingPolicy,
+        state: SinkState,
+        clock: Callable[[], float],
+    ) -> None:
+        self._table_dir = table_dir
+        self._schema = schema
+        self._time_column = time_column
+        self._partition = partition
+        self._policy = policy
+        self._state = state
+        self._clock = clock
+        delete_uncommitted(table_dir, partition, state.next_sequence)
+
+    def write_batch(self, values: list[pa.Table]) -> None:
+        rows = [conform(table, self._schema) for table in values if table.num_rows]
+        if rows and self._state.buffered_since is None:
+            self._state.buffered_since = self._clock()
+        self._state.buffered.extend(rows)
+
+    def snapshot(self) -> SinkState:
+        if self._due():
+            self._roll()
+        return SinkState(
+            self._state.next_sequence, list(self._state.buffered), self._state.buffered_since
+        )
+
+    def close(self) -> None:
+        """End of a bounded run: write whatever is left."""
+        self._roll()
+
+    def _due(self) -> bool:
+        buffered = self._state.buffered
+        if not buffered or self._state.buffered_since is None:
+            return False
+        rows = sum(table.num_rows for table in buffered)
+        size = sum(table.nbytes for table in buffered)
+        age = self._clock() - self._state.buffered_since
+        policy = self._policy
+        return rows >= policy.max_rows or size >= policy.max_bytes or age >= policy.max_age_s
+
+    def _roll(self) -> None:
+        if not self._state.buffered:
+            return
+        table = pa.concat_tables(self._state.buffered)
+        stamps = table[self._time_column]
+        days = pc.strftime(stamps, format="%Y-%m-%d").to_pylist()
+        hours = pc.strftime(stamps, format="%H").to_pylist()
+        places = sorted({(day, hour) for day, hour in zip(days, hours, strict=True)})
+        sequence = self._state.next_sequence
+        for number, (day, hour) in enumerate(places):
+            mask = pc.and_(pc.equal(pa.array(days), day), pc.equal(pa.array(hours), hour))
+            name = f"part-{self._partition:03d}-{sequence:08d}-{number:04d}.parquet"
+            path = self._table_dir / hive_directory(day, hour) / name
+            write_atomically(table.filter(mask), path, self._policy.compression)
+        self._state = SinkState(sequence + 1)
+
+
+def delete_uncommitted(table_dir: Path, partition: int, next_sequence: int) -> None:
+    """Remove files of ``partition`` written after the snapshot being resumed."""
+    if not table_dir.exists():
+        return
+    for path in table_dir.rglob("*.parquet"):
+        match = _FILE.match(path.name)
+        if (
+            match
+            and int(match["partition"]) == partition
+            and int(match["sequence"]) >= next_sequence
+        ):
+            path.unlink()
+
+
+class ParquetTableSink(FixedPartitionedSink[pa.Table, SinkState]):
+    """One table's exactly-once sink; items are ``(key, table)`` with the fixed ``schema``.
+
+    ``time_column`` (a UTC timestamp column) chooses each row's
+    ``date=/hour=`` directory.
+    """
+
+    def __init__(
+        self,
+        table_dir: Path,
+        schema: pa.Schema,
+        time_column: str,
+        policy: RollingPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table_dir = table_dir
+        self._schema = schema
+        self._time_column = time_column
+        self._policy = policy or RollingPolicy()
+        self._clock = clock
+
+    def list_parts(self) -> list[str]:
+        """Every partition: the output directory is shared by all workers."""
+        return [str(index) for index in range(SINK_PARTITIONS)]
+
+    def part_fn(self, item_key: str) -> int:
+        """A stable partition for a key (the same in every process)."""
+        return zlib.crc32(item_key.encode())
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SinkState | None
+    ) -> _TableWriter:
+        """The writer of one partition, resumed from ``resume_state`` if given."""
+        return _TableWriter(
+            self._table_dir,
+            self._schema,
+            self._time_column,
+            int(for_part),
+            self._policy,
+            resume_state or SinkState(),
+            self._clock,
+        )
