@@ -8,10 +8,8 @@ Every flag can also be set with the ``EVENTLAKE_*`` environment variable that
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
@@ -23,66 +21,24 @@ from flows.commands import (
     run_command,
 )
 from flows.demo import run_demo
-from flows.durations import parse_duration
+from flows.options import (
+    Duration,
+    UtcTime,
+    brokers_option,
+    env_option,
+    recovery_options,
+    state_file_option,
+)
+from flows.recovery import Checkpointing
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sinks.table_sink import RollingPolicy
-from sources.broker import DEFAULT_STATE_FILE, DEFAULT_TOPICS, create_topic, read_state, serve
+from sources.broker import DEFAULT_TOPICS, create_topic, read_state, serve
 from sources.connection import resolve_target
 from sources.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
 from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
+from sources.kafka_source import BATCH_SIZE
 from sources.producer import ProduceRequest
 from sources.topics import parse_topic_list, parse_topic_spec
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option that also reads ``EVENTLAKE_<env>`` and shows it and its default."""
-    return click.option(
-        *decls, envvar=f"EVENTLAKE_{env}", show_envvar=True, show_default=True, **kwargs
-    )
-
-
-class _Duration(click.ParamType[float]):
-    name = "DURATION"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        try:
-            return parse_duration(str(value)).total_seconds()
-        except ConfigError as err:
-            self.fail(str(err), param, ctx)
-
-
-class _UtcTime(click.ParamType[datetime]):
-    name = "ISO-8601"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not ISO-8601, e.g. 2024-05-01T13:00:00Z", param, ctx)
-        if parsed.tzinfo is None:
-            self.fail(f"{value!r} has no timezone; add Z or an offset like +02:00", param, ctx)
-        return parsed
-
-
-brokers_option = env_option(
-    "--brokers",
-    env="BROKERS",
-    default=None,
-    help="Kafka bootstrap servers HOST:PORT[,...]. [default: the running `eventlake broker`]",
-)
-state_file_option = env_option(
-    "--state-file",
-    env="STATE_FILE",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_STATE_FILE,
-    help="Where `eventlake broker` records its address.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -160,7 +116,7 @@ def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) 
 @env_option(
     "--duration",
     env="PRODUCE_DURATION",
-    type=_Duration(),
+    type=Duration(),
     default=None,
     help="Send for this long (e.g. 30s, 5m), then stop. "
     "[default: no limit; without --count or --duration, until Ctrl-C]",
@@ -183,7 +139,7 @@ def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) 
 @env_option(
     "--start",
     env="PRODUCE_START",
-    type=_UtcTime(),
+    type=UtcTime(),
     default=None,
     help="Event time of the first event. [default: now]",
 )
@@ -262,28 +218,28 @@ def produce(
 @env_option(
     "--window",
     env="WINDOW",
-    type=_Duration(),
+    type=Duration(),
     default=None,
     help="Window length. [default: the flow's: 1m monitoring, 1h analytics revenue]",
 )
 @env_option(
     "--slide",
     env="SLIDE",
-    type=_Duration(),
+    type=Duration(),
     default=None,
     help="Hop of hopping windows. [default: the flow's: 15m analytics revenue]",
 )
 @env_option(
     "--session-gap",
     env="SESSION_GAP",
-    type=_Duration(),
+    type=Duration(),
     default=None,
     help="Inactivity that ends a session. [default: the flow's: 30m analytics]",
 )
 @env_option(
     "--lateness",
     env="LATENESS",
-    type=_Duration(),
+    type=Duration(),
     default=5.0,
     help="Allowed lateness in seconds or with a unit: the watermark trails the "
     "slowest partition's newest event by this much; older events go to the late table.",
@@ -291,7 +247,7 @@ def produce(
 @env_option(
     "--idle-timeout",
     env="IDLE_TIMEOUT",
-    type=_Duration(),
+    type=Duration(),
     default=30.0,
     help="Wall-clock time without messages after which a partition stops holding the "
     "watermark back (unbounded runs only; the one setting that is not deterministic).",
@@ -306,10 +262,18 @@ def produce(
 @env_option(
     "--file-max-age",
     env="FILE_MAX_AGE",
-    type=_Duration(),
+    type=Duration(),
     default=RollingPolicy.max_age_s,
     help="Cut an output file once its oldest row has waited this long (seconds or a unit).",
 )
+@env_option(
+    "--batch-size",
+    env="BATCH_SIZE",
+    type=click.IntRange(min=1),
+    default=BATCH_SIZE,
+    help="Most messages per batch (one consume call on one partition).",
+)
+@recovery_options
 @brokers_option
 @state_file_option
 def run(
@@ -325,6 +289,11 @@ def run(
     idle_timeout: float | None,
     file_rows: int,
     file_max_age: float,
+    recovery_dir: Path | None,
+    snapshot_interval: float,
+    backup_interval: float,
+    batch_size: int,
+    recovery_partitions: int,
     brokers: str | None,
     state_file: Path,
 ) -> None:
@@ -341,6 +310,10 @@ def run(
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
         rolling=RollingPolicy(max_rows=file_rows, max_age_s=file_max_age),
+        batch_size=batch_size,
+        checkpointing=None
+        if recovery_dir is None
+        else Checkpointing(recovery_dir, snapshot_interval, backup_interval, recovery_partitions),
     )
     run_command(name, settings)
 

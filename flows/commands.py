@@ -7,8 +7,10 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+from flows.recovery import prepare
 from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
@@ -76,10 +78,23 @@ def run_command(name: str, settings: FlowSettings) -> None:
     """Run flow ``name`` to completion (bounded) or until interrupted."""
     module = flow_module(name)
     require_topic(settings.target, settings.topic)
-    _refuse_earlier_output(settings.out, module.TABLES)
+    recovery, epoch_interval = None, None
+    if settings.checkpointing is None:
+        print(f"run {name}: no --recovery-dir, so a crash loses this run's progress",
+              file=sys.stderr)  # fmt: skip
+        _refuse_earlier_output(settings.out, module.TABLES)
+    else:
+        recovery, status = prepare(settings.checkpointing)
+        if status.startswith("starting fresh"):
+            _refuse_earlier_output(settings.out, module.TABLES)
+        print(f"run {name}: {status}", file=sys.stderr)
+        epoch_interval = timedelta(seconds=settings.checkpointing.snapshot_interval_s)
     progress = Progress(f"run {name}")
     flow = module.build_flow(settings, progress)
-    run_dataflow(flow, settings.workers)
+    run_dataflow(flow, settings.workers, epoch_interval, recovery)
+    if settings.bounded and settings.checkpointing is not None and progress.count == 0:
+        progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
+        return
     written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
     progress.finish(f"rows under {settings.out}/: {written}")
 

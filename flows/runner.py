@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from sources.errors import EventlakeError
 
 
-def run_dataflow(flow: Dataflow, workers: int = 1) -> None:
+def run_dataflow(
+    flow: Dataflow,
+    workers: int = 1,
+    epoch_interval: timedelta | None = None,
+    recovery: RecoveryConfig | None = None,
+) -> None:
     """Run ``flow`` with ``workers`` worker threads until its input ends.
 
-    An :class:`EventlakeError` raised by an operator is re-raised as itself
-    (bytewax wraps operator exceptions), so its message reaches the user.
+    With ``recovery``, state is snapshotted every ``epoch_interval`` and a
+    rerun resumes from the last snapshot. An :class:`EventlakeError` raised by
+    an operator is re-raised as itself (bytewax wraps operator exceptions), so
+    its message reaches the user.
     """
     try:
-        cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
+        cli_main(  # type: ignore[no-untyped-call]
+            flow,
+            workers_per_process=workers,
+            epoch_interval=epoch_interval,
+            recovery_config=recovery,
+        )
     except Exception as err:
         cause = _eventlake_cause(err)
         if cause is not None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from flows.recovery import Checkpointing
 from sinks.table_sink import RollingPolicy
 from sources.generators import DEFAULT_EVENT_RATE
 from sources.kafka_source import BATCH_SIZE
@@ -43,6 +44,8 @@ class FlowSettings:
     the watermark back (unbounded runs only; the one non-deterministic knob)."""
     rolling: RollingPolicy = DEFAULT_ROLLING
     """When buffered output rows become a Parquet file."""
+    checkpointing: Checkpointing | None = None
+    """Where and how often to snapshot; None runs without fault tolerance."""
     batch_size: int = BATCH_SIZE
     """Most messages per batch (one consume call of one partition)."""
 

@@ -127,9 +127,12 @@ class _TableWriter(StatefulSinkPartition[pa.Table, SinkState]):
 
 
 def delete_uncommitted(table_dir: Path, partition: int, next_sequence: int) -> None:
-    """Remove files of ``partition`` written after the snapshot being resumed."""
+    """Remove files of ``partition`` written after the snapshot being resumed,
+    and hidden temporary files a crash left behind."""
     if not table_dir.exists():
         return
+    for path in table_dir.rglob(f".part-{partition:03d}-*.tmp"):
+        path.unlink()
     for path in table_dir.rglob("*.parquet"):
         match = _FILE.match(path.name)
         if (

@@ -1,0 +1,95 @@
+"""Crash anywhere, resume, lose nothing, duplicate nothing: real processes, real SIGKILLs."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+import pytest
+
+from flows import monitoring
+from flows.runner import run_dataflow
+from flows.settings import FlowSettings
+from sources.generators import MonitoringGenerator
+from sources.producer import ProduceRequest, produce
+from sources.progress import Progress
+from tests.conftest import Broker
+from tests.helpers import eventlake
+
+EVENTS = 150_000
+EXACT = (
+    "service",
+    "endpoint",
+    "window_start",
+    "window_end",
+    "count",
+    "error_count",
+    "max_latency_ms",
+)
+
+
+@pytest.fixture(scope="module")
+def crash_topic(broker: Broker) -> str:
+    topic = broker.new_topic("recovery", partitions=16)
+    generator = MonitoringGenerator(seed=21, start=datetime(2024, 5, 1, 8, tzinfo=UTC))
+    produce(generator, broker.target, ProduceRequest(topic, count=EVENTS), Progress("t"))
+    return topic
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    broker: Broker, crash_topic: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run_dataflow(monitoring.build_flow(FlowSettings(broker.target, crash_topic, out, bounded=True)))
+    return out
+
+
+def _rows(out: Path) -> list[tuple[Any, ...]]:
+    table = ds.dataset(out / monitoring.TABLE).to_table()
+    return sorted(tuple(row[name] for name in EXACT) for row in table.to_pylist())
+
+
+def _run_with_kills(args: list[str], kills: int, seed: int) -> int:
+    """Run until it finishes, SIGKILLing it ``kills`` times at random moments; runs started."""
+    rnd = random.Random(seed)
+    command = [sys.executable, "-m", "flows.cli", "run", "monitoring", *args]
+    for attempt in range(1, kills + 10):
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        if attempt <= kills:
+            time.sleep(rnd.uniform(0.7, 1.6))
+            process.send_signal(signal.SIGKILL)
+        _, stderr = process.communicate(timeout=240)
+        if process.returncode == 0:
+            assert attempt > kills, "the run finished before it could be killed"
+            return attempt
+        assert process.returncode == -signal.SIGKILL, stderr
+    raise AssertionError("the run never finished")
+
+
+@pytest.mark.parametrize("resume_workers", ["1", "2"])
+def test_sigkilled_runs_resume_to_exactly_the_uninterrupted_output(
+    broker: Broker, crash_topic: str, uninterrupted: Path, tmp_path: Path, resume_workers: str
+) -> None:
+    base = ["--bounded", "--topic", crash_topic, "--out", str(tmp_path / "out"),
+            "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.5s",
+            "--batch-size", "300", "--file-rows", "20",
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    _run_with_kills(base, kills=2, seed=len(resume_workers))
+    resumed = eventlake("run", "monitoring", *base, "--workers", resume_workers)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from epoch" in resumed.stderr
+
+    expected, actual = _rows(uninterrupted), _rows(tmp_path / "out")
+    assert len(actual) == len(set(actual)), "duplicate rows"
+    assert actual == expected
+    again = eventlake("run", "monitoring", *base)
+    assert again.returncode == 0 and "already complete" in again.stderr
+    assert _rows(tmp_path / "out") == expected
