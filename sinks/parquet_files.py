@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from sinks.faults import crash_point
 from sources.errors import EventlakeError
 
 COMPRESSION = "zstd"
@@ -27,12 +28,14 @@ def write_atomically(table: pa.Table, path: Path, compression: str = COMPRESSION
     pq.write_table(table, temp, compression=compression)
     with temp.open("rb") as written:
         os.fsync(written.fileno())
+    crash_point("before_rename")
     temp.replace(path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
+    crash_point("after_rename")
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

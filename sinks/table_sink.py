@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from sinks.faults import crash_point
 from sinks.parquet_files import conform, write_atomically
 
 SINK_PARTITIONS = 16
@@ -91,6 +92,7 @@ class _TableWriter(StatefulSinkPartition[pa.Table, SinkState]):
     def snapshot(self) -> SinkState:
         if self._due():
             self._roll()
+            crash_point("before_snapshot")
         return SinkState(
             self._state.next_sequence, list(self._state.buffered), self._state.buffered_since
         )

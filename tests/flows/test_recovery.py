@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from flows import monitoring
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
+from sinks.faults import MOMENTS
 from sources.generators import MonitoringGenerator
 from sources.producer import ProduceRequest, produce
 from sources.progress import Progress
@@ -93,3 +96,44 @@ def test_sigkilled_runs_resume_to_exactly_the_uninterrupted_output(
     again = eventlake("run", "monitoring", *base)
     assert again.returncode == 0 and "already complete" in again.stderr
     assert _rows(tmp_path / "out") == expected
+
+
+def _poll_readers(table_dir: Path, stop: threading.Event, failures: list[str]) -> None:
+    """Read the table over and over, as a notebook would, recording any failure."""
+    while not stop.is_set():
+        try:
+            if table_dir.exists():
+                ds.dataset(table_dir).to_table()
+        except Exception as err:  # a partial or vanished file would show up here
+            failures.append(repr(err))
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_crash_at_each_commit_moment_resumes_exactly_once(
+    broker: Broker, crash_topic: str, uninterrupted: Path, tmp_path: Path, moment: str
+) -> None:
+    base = ["run", "monitoring", "--bounded", "--topic", crash_topic, "--out", str(tmp_path),
+            "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.3s",
+            "--batch-size", "300", "--file-rows", "20",
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    stop, failures = threading.Event(), []
+    reader = threading.Thread(
+        target=_poll_readers, args=(tmp_path / monitoring.TABLE, stop, failures)
+    )
+    reader.start()
+    try:
+        for count in ("2", "5"):
+            env = {**os.environ, "EVENTLAKE_FAULT": f"{moment}:{count}"}
+            crashed = subprocess.run([sys.executable, "-m", "flows.cli", *base], env=env,
+                                     capture_output=True, text=True, timeout=240)  # fmt: skip
+            assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        finished = eventlake(*base)  # resume without faults
+    finally:
+        stop.set()
+        reader.join()
+    assert finished.returncode == 0, finished.stderr
+    assert failures == []
+    assert not list(tmp_path.rglob(".*.tmp")), "a crash's temporary file was left behind"
+    actual = _rows(tmp_path)
+    assert len(actual) == len(set(actual)) and actual == _rows(uninterrupted)
