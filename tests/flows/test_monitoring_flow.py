@@ -120,18 +120,23 @@ def test_cli_run_as_os_process_matches_oracle(
     assert_matches_oracle(tmp_path, broker, requests_topic)
 
 
+def _run_until_windows_appear(args: list[str], table_dir: Path, failure: str) -> None:
+    """Run ``eventlake run monitoring ARGS`` unbounded until a file appears, then stop it."""
+    with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
+        deadline = time.monotonic() + 120
+        while not list(table_dir.rglob("*.parquet")):
+            assert process.poll() is None, "the unbounded run ended by itself"
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.2)
+        process.terminate()
+
+
 def test_unbounded_run_emits_closed_windows_while_running(
     broker: Broker, requests_topic: str, tmp_path: Path
 ) -> None:
     args = ["--topic", requests_topic, "--out", str(tmp_path), "--file-max-age", "1s",
             "--brokers", broker.target.bootstrap_servers]  # fmt: skip
-    with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / monitoring.TABLE).rglob("*.parquet")):
-            assert process.poll() is None, "the unbounded run ended by itself"
-            assert time.monotonic() < deadline, "no window was emitted"
-            time.sleep(0.2)
-        process.terminate()
+    _run_until_windows_appear(args, tmp_path / monitoring.TABLE, "no window was emitted")
     events = oracle.parse_events(read_topic(broker.target, requests_topic), ("service",))
     expected = oracle.tumbling(events, ("service", "endpoint"), 60 * oracle.MICROS_PER_S)
     rows = ds.dataset(tmp_path / monitoring.TABLE).to_table().to_pylist()
@@ -181,13 +186,9 @@ def test_idle_timeout_lets_empty_partitions_stop_holding_the_watermark(
     produce(generator, broker.target, ProduceRequest(topic, count=5_000), Progress("t"))
     args = ["--topic", topic, "--out", str(tmp_path), "--idle-timeout", "1s",
             "--file-max-age", "1s", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
-    with cli_process("run", "monitoring", *args, stderr=subprocess.PIPE) as process:
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / monitoring.TABLE).rglob("*.parquet")):
-            assert process.poll() is None, "the unbounded run ended by itself"
-            assert time.monotonic() < deadline, "empty partitions held the watermark back"
-            time.sleep(0.2)
-        process.terminate()
+    _run_until_windows_appear(
+        args, tmp_path / monitoring.TABLE, "empty partitions held the watermark back"
+    )
     assert ds.dataset(tmp_path / monitoring.TABLE).count_rows() > 0
 
 
