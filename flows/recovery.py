@@ -32,18 +32,26 @@ class Checkpointing:
 
 
 def resume_epoch(directory: Path) -> int | None:
-    """The epoch a run on ``directory`` resumes from, or None when nothing was snapshotted.
+    """The epoch a run on ``directory`` resumes from, or None if no run ever started.
 
-    bytewax resumes at the slowest worker's frontier of the latest execution.
+    bytewax resumes at the slowest worker's frontier of the latest execution;
+    a worker that recorded no frontier yet counts with the execution's own
+    resume epoch.
     """
-    fronts: list[tuple[int, int]] = []
+    executions: list[tuple[int, int, int]] = []
+    fronts: list[tuple[int, int, int]] = []
     for path in sorted(directory.glob("part-*.sqlite3")):
         with contextlib.closing(sqlite3.connect(path)) as db:
-            fronts += db.execute("SELECT ex_num, worker_frontier FROM fronts").fetchall()
-    if not fronts:
+            try:
+                executions += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
+                fronts += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
+            except sqlite3.OperationalError:  # a partition still being created
+                continue
+    if not executions:
         return None
-    latest = max(execution for execution, _ in fronts)
-    return min(frontier for execution, frontier in fronts if execution == latest)
+    latest, workers, started_at = max(executions)
+    frontiers = {worker: frontier for ex, worker, frontier in fronts if ex == latest}
+    return min(frontiers.get(worker, started_at) for worker in range(workers))
 
 
 def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, str]:

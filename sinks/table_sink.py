@@ -171,8 +171,12 @@ class ParquetTableSink(FixedPartitionedSink[pa.Table, SinkState]):
         return [str(index) for index in range(SINK_PARTITIONS)]
 
     def part_fn(self, item_key: str) -> int:
-        """A stable partition for a key (the same in every process)."""
-        return zlib.crc32(item_key.encode())
+        """A stable partition for a key (the same in every process).
+
+        Shard and source-partition numbers map to themselves, which spreads
+        them evenly over the sink partitions.
+        """
+        return int(item_key) if item_key.isdigit() else zlib.crc32(item_key.encode())
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SinkState | None
