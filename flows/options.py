@@ -25,6 +25,8 @@ def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
 
 
 class Duration(click.ParamType[float]):
+    """A flag value like ``30s`` or ``5m``, converted to seconds."""
+
     name = "DURATION"
 
     def convert(
@@ -37,6 +39,8 @@ class Duration(click.ParamType[float]):
 
 
 class UtcTime(click.ParamType[datetime]):
+    """A flag value in ISO-8601 with a timezone, converted to an aware datetime."""
+
     name = "ISO-8601"
 
     def convert(

@@ -21,11 +21,16 @@ from sources.errors import EventlakeError
 COMPRESSION = "zstd"
 
 
-def write_atomically(table: pa.Table, path: Path, compression: str = COMPRESSION) -> None:
+def write_atomically(
+    table: pa.Table,
+    path: Path,
+    compression: str = COMPRESSION,
+    row_group_rows: int | None = None,
+) -> None:
     """Write ``table`` to ``path`` so that readers see all of it or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temp, compression=compression)
+    pq.write_table(table, temp, compression=compression, row_group_size=row_group_rows)
     with temp.open("rb") as written:
         os.fsync(written.fileno())
     crash_point("before_rename")

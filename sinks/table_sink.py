@@ -124,7 +124,8 @@ class _TableWriter(StatefulSinkPartition[pa.Table, SinkState]):
             mask = pc.and_(pc.equal(pa.array(days), day), pc.equal(pa.array(hours), hour))
             name = f"part-{self._partition:03d}-{sequence:08d}-{number:04d}.parquet"
             path = self._table_dir / hive_directory(day, hour) / name
-            write_atomically(table.filter(mask), path, self._policy.compression)
+            policy = self._policy
+            write_atomically(table.filter(mask), path, policy.compression, policy.row_group_rows)
         self._state = SinkState(sequence + 1)
 
 
