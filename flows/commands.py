@@ -78,21 +78,23 @@ def run_command(name: str, settings: FlowSettings) -> None:
     """Run flow ``name`` to completion (bounded) or until interrupted."""
     module = flow_module(name)
     require_topic(settings.target, settings.topic)
-    recovery, epoch_interval = None, None
+    recovery, epoch_interval, resumed_from = None, None, None
     if settings.checkpointing is None:
-        print(f"run {name}: no --recovery-dir, so a crash loses this run's progress",
-              file=sys.stderr)  # fmt: skip
-        _refuse_earlier_output(settings.out, module.TABLES)
+        status = "no --recovery-dir, so a crash loses this run's progress"
     else:
-        recovery, status = prepare(settings.checkpointing)
-        if status.startswith("starting fresh"):
-            _refuse_earlier_output(settings.out, module.TABLES)
-        print(f"run {name}: {status}", file=sys.stderr)
+        recovery, resumed_from = prepare(settings.checkpointing)
         epoch_interval = timedelta(seconds=settings.checkpointing.snapshot_interval_s)
+        where = settings.checkpointing.directory
+        status = f"starting fresh with checkpoints in {where}"
+        if resumed_from is not None:
+            status = f"resuming from epoch {resumed_from} in {where}"
+    if resumed_from is None:
+        _refuse_earlier_output(settings.out, module.TABLES)
+    print(f"run {name}: {status}", file=sys.stderr)
     progress = Progress(f"run {name}")
     flow = module.build_flow(settings, progress)
     run_dataflow(flow, settings.workers, epoch_interval, recovery)
-    if settings.bounded and settings.checkpointing is not None and progress.count == 0:
+    if settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
         return
     written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)

@@ -54,20 +54,15 @@ def resume_epoch(directory: Path) -> int | None:
     return min(frontiers.get(worker, started_at) for worker in range(workers))
 
 
-def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, str]:
-    """The recovery config, creating the partitions on first use, and a line for the user."""
+def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:
+    """The recovery config (creating the partitions on first use) and the epoch the
+    run resumes from, None when it starts fresh."""
     directory = checkpointing.directory
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"--recovery-dir {directory} is a file; pass a directory")
     if not list(directory.glob("part-*.sqlite3")):
         directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, checkpointing.partitions)  # type: ignore[no-untyped-call]
-    epoch = resume_epoch(directory)
-    status = (
-        f"starting fresh with checkpoints in {directory}"
-        if epoch is None
-        else f"resuming from epoch {epoch} in {directory}"
-    )
     backup = timedelta(seconds=checkpointing.backup_interval_s)
     config = RecoveryConfig(directory, backup_interval=backup)  # type: ignore[no-untyped-call]
-    return config, status
+    return config, resume_epoch(directory)
