@@ -13,6 +13,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sources.connection import list_topics
+from sources.generators import EventGenerator
+from sources.producer import ProduceRequest, produce
+from sources.progress import Progress
 from sources.target import KafkaTarget
 
 READ_TIMEOUT_S = 120.0
@@ -24,6 +27,12 @@ def produce_raw(target: KafkaTarget, topic: str, values: Sequence[bytes | None])
     for index, value in enumerate(values):
         producer.produce(topic, value=value, key=str(index).encode())
     assert producer.flush(30) == 0
+
+
+def produce_events(target: KafkaTarget, topic: str, generator: EventGenerator, count: int) -> None:
+    """Send ``count`` events of ``generator`` with the real producer; all must be delivered."""
+    report = produce(generator, target, ProduceRequest(topic, count=count), Progress(topic))
+    assert report.sent == count
 
 
 def read_topic(target: KafkaTarget, topic: str) -> list[tuple[bytes | None, bytes | None]]:

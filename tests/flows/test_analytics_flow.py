@@ -14,11 +14,9 @@ from flows import analytics
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sources.generators import AnalyticsGenerator
-from sources.producer import ProduceRequest, produce
-from sources.progress import Progress
 from tests.conftest import Broker
 from tests.flows import oracle
-from tests.helpers import eventlake, read_topic
+from tests.helpers import eventlake, produce_events, read_topic
 
 EVENTS = 15_000
 WINDOW_S, SLIDE_S = 600.0, 300.0
@@ -32,8 +30,7 @@ def shop_topic(broker: Broker) -> str:
     generator = AnalyticsGenerator(
         seed=5, start=datetime(2024, 5, 1, 9, tzinfo=UTC), events_per_second=12.0
     )
-    report = produce(generator, broker.target, ProduceRequest(topic, count=EVENTS), Progress("t"))
-    assert report.sent == EVENTS
+    produce_events(broker.target, topic, generator, EVENTS)
     return topic
 
 

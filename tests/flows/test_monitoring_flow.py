@@ -18,11 +18,9 @@ from flows.alerts import AlertRules
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sources.generators import MonitoringGenerator
-from sources.producer import ProduceRequest, produce
-from sources.progress import Progress
 from tests.conftest import Broker
 from tests.flows import oracle
-from tests.helpers import cli_process, eventlake, produce_raw, read_topic
+from tests.helpers import cli_process, eventlake, produce_events, produce_raw, read_topic
 
 EVENTS = 20_000
 MALFORMED = [
@@ -42,8 +40,7 @@ def requests_topic(broker: Broker) -> str:
     generator = MonitoringGenerator(
         seed=11, start=datetime(2024, 5, 1, 13, tzinfo=UTC), events_per_second=40.0
     )
-    report = produce(generator, broker.target, ProduceRequest(topic, count=EVENTS), Progress("t"))
-    assert report.sent == EVENTS
+    produce_events(broker.target, topic, generator, EVENTS)
     produce_raw(broker.target, topic, MALFORMED)
     return topic
 
@@ -183,7 +180,7 @@ def test_idle_timeout_lets_empty_partitions_stop_holding_the_watermark(
 ) -> None:
     topic = broker.new_topic("monitoring-idle", partitions=20)  # 5 services: most stay empty
     generator = MonitoringGenerator(seed=3, start=datetime(2024, 5, 1, 13, tzinfo=UTC))
-    produce(generator, broker.target, ProduceRequest(topic, count=5_000), Progress("t"))
+    produce_events(broker.target, topic, generator, 5_000)
     args = ["--topic", topic, "--out", str(tmp_path), "--idle-timeout", "1s",
             "--file-max-age", "1s", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
     _run_until_windows_appear(

@@ -22,10 +22,8 @@ from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sinks.faults import MOMENTS
 from sources.generators import MonitoringGenerator
-from sources.producer import ProduceRequest, produce
-from sources.progress import Progress
 from tests.conftest import Broker
-from tests.helpers import eventlake
+from tests.helpers import eventlake, produce_events
 
 EVENTS = 150_000
 EXACT = (
@@ -43,7 +41,7 @@ EXACT = (
 def crash_topic(broker: Broker) -> str:
     topic = broker.new_topic("recovery", partitions=16)
     generator = MonitoringGenerator(seed=21, start=datetime(2024, 5, 1, 8, tzinfo=UTC))
-    produce(generator, broker.target, ProduceRequest(topic, count=EVENTS), Progress("t"))
+    produce_events(broker.target, topic, generator, EVENTS)
     return topic
 
 
