@@ -179,10 +179,17 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self._decoder = decoder
         self._options = options
         self._progress = progress
+        self._partitions: int | None = None
 
     def list_parts(self) -> list[str]:
         """One part per Kafka partition, named by its index."""
-        return [str(index) for index in range(require_topic(self._target, self._topic))]
+        return [str(index) for index in range(self._partition_count())]
+
+    def _partition_count(self) -> int:
+        """The topic's partitions, asked of the cluster once per source."""
+        if self._partitions is None:
+            self._partitions = require_topic(self._target, self._topic)
+        return self._partitions
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None
@@ -202,7 +209,7 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             self._decoder.schema.empty_table(),
             topic=self._topic,
             partition=index,
-            partitions=require_topic(self._target, self._topic),
+            partitions=self._partition_count(),
         )
         return _PartitionReader(
             consumer, self._decoder, template, position, stop_at, self._options, self._progress
