@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench acceptance clean
+.PHONY: install demo test lint bench acceptance soak clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ bench: $(STAMP)
 
 acceptance: $(STAMP)
 	$(BIN)/python -m benchmarks.acceptance
+
+soak: $(STAMP)
+	EVENTLAKE_SOAK=1 $(BIN)/python -m pytest tests/flows/test_recovery.py
 
 clean:
 	rm -rf $(VENV) demo-output .eventlake

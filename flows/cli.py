@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from flows.commands import (
+    compact_command,
     default_topic,
     echo_error,
     output_path,
@@ -22,14 +23,18 @@ from flows.commands import (
 )
 from flows.demo import run_demo
 from flows.options import (
+    ByteSize,
     Duration,
     UtcTime,
     brokers_option,
+    cluster_options,
     env_option,
     recovery_options,
+    rolling_options,
     state_file_option,
 )
 from flows.recovery import Checkpointing
+from flows.runner import Processes
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sinks.table_sink import RollingPolicy
 from sources.broker import DEFAULT_TOPICS, create_topic, read_state, serve
@@ -253,27 +258,15 @@ def produce(
     "watermark back (unbounded runs only; the one setting that is not deterministic).",
 )
 @env_option(
-    "--file-rows",
-    env="FILE_ROWS",
-    type=click.IntRange(min=1),
-    default=RollingPolicy.max_rows,
-    help="Cut an output file once this many rows are buffered.",
-)
-@env_option(
-    "--file-max-age",
-    env="FILE_MAX_AGE",
-    type=Duration(),
-    default=RollingPolicy.max_age_s,
-    help="Cut an output file once its oldest row has waited this long (seconds or a unit).",
-)
-@env_option(
     "--batch-size",
     env="BATCH_SIZE",
     type=click.IntRange(min=1),
     default=BATCH_SIZE,
     help="Most messages per batch (one consume call on one partition).",
 )
+@rolling_options
 @recovery_options
+@cluster_options
 @brokers_option
 @state_file_option
 def run(
@@ -287,13 +280,10 @@ def run(
     session_gap: float | None,
     lateness: float,
     idle_timeout: float | None,
-    file_rows: int,
-    file_max_age: float,
-    recovery_dir: Path | None,
-    snapshot_interval: float,
-    backup_interval: float,
     batch_size: int,
-    recovery_partitions: int,
+    rolling: RollingPolicy,
+    checkpointing: Checkpointing | None,
+    processes: Processes,
     brokers: str | None,
     state_file: Path,
 ) -> None:
@@ -309,13 +299,29 @@ def run(
         session_gap_s=session_gap,
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
-        rolling=RollingPolicy(max_rows=file_rows, max_age_s=file_max_age),
+        rolling=rolling,
         batch_size=batch_size,
-        checkpointing=None
-        if recovery_dir is None
-        else Checkpointing(recovery_dir, snapshot_interval, backup_interval, recovery_partitions),
+        checkpointing=checkpointing,
+        processes=processes,
     )
     run_command(name, settings)
+
+
+@cli.command()
+@click.argument("table_dir", type=click.Path(path_type=Path, file_okay=False))
+@env_option(
+    "--target-size",
+    env="COMPACT_TARGET_SIZE",
+    type=ByteSize(),
+    default="128MB",
+    help="Merge files smaller than this into files of about this size (binary units).",
+)
+def compact(table_dir: Path, target_size: int) -> None:
+    """Merge the small Parquet files of TABLE_DIR (OUT/<table>) into larger ones.
+
+    Readers may read meanwhile; a flow writing the table makes it refuse.
+    """
+    compact_command(table_dir, target_size)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from flows.recovery import prepare
 from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
+from sinks.compaction import CompactionReport, compact_table
 from sinks.parquet_files import count_rows
 from sources.connection import ensure_topic, require_topic
 from sources.errors import BrokerError, ConfigError, InterruptedRunError
@@ -93,7 +94,7 @@ def run_command(name: str, settings: FlowSettings) -> None:
     print(f"run {name}: {status}", file=sys.stderr)
     progress = Progress(f"run {name}")
     flow = module.build_flow(settings, progress)
-    run_dataflow(flow, settings.workers, epoch_interval, recovery)
+    run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
     if settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
         return
@@ -110,6 +111,23 @@ def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
                 f"{out / table} already holds {len(files)} Parquet file(s) from an earlier run; "
                 "pass an empty --out directory or remove that one"
             )
+
+
+def compact_command(table_dir: Path, target_size: int) -> CompactionReport:
+    """Compact ``table_dir``, showing progress and what was merged."""
+    progress = Progress(f"compact {table_dir}", unit="files")
+    report = compact_table(table_dir, target_size, progress)
+    summary = (
+        f"merged {report.files_merged:,} files ({report.rows:,} rows) into "
+        f"{report.files_written:,} in {report.directories:,} directories"
+    )
+    if report.uncommitted:
+        summary += (
+            f"; left {report.uncommitted:,} files written after the flow's last checkpoint "
+            "(a resume replaces them)"
+        )
+    progress.finish(summary)
+    return report
 
 
 def default_topic(name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +12,10 @@ from typing import Any, TypeVar
 import click
 
 from flows.durations import parse_duration
-from flows.recovery import DEFAULT_RECOVERY_PARTITIONS
+from flows.recovery import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
+from flows.runner import Processes
+from flows.sizes import parse_size
+from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
 from sources.errors import ConfigError
 
@@ -34,6 +39,18 @@ class Duration(click.ParamType[float]):
     ) -> float:
         try:
             return parse_duration(str(value)).total_seconds()
+        except ConfigError as err:
+            self.fail(str(err), param, ctx)
+
+
+class ByteSize(click.ParamType[int]):
+    """A flag value like ``128MB``, converted to bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return value if isinstance(value, int) else parse_size(str(value))
         except ConfigError as err:
             self.fail(str(err), param, ctx)
 
@@ -70,40 +87,174 @@ state_file_option = env_option(
 )
 
 
-def recovery_options(command: F) -> F:
-    """``--recovery-dir`` and the checkpoint intervals, on ``command``."""
-    decorators = [
-        env_option(
-            "--recovery-dir",
-            env="RECOVERY_DIR",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=None,
-            help="Checkpoint here and resume from here after a crash. [default: no "
-            "checkpoints: a crash loses the run's progress]",
-        ),
-        env_option(
-            "--snapshot-interval",
-            env="SNAPSHOT_INTERVAL",
-            type=Duration(),
-            default=10.0,
-            help="How often state is snapshotted (seconds or with a unit).",
-        ),
-        env_option(
-            "--backup-interval",
-            env="BACKUP_INTERVAL",
-            type=Duration(),
-            default=30.0,
-            help="How long superseded snapshots are kept before cleanup.",
-        ),
-        env_option(
-            "--recovery-partitions",
-            env="RECOVERY_PARTITIONS",
-            type=click.IntRange(min=1),
-            default=DEFAULT_RECOVERY_PARTITIONS,
-            help="Recovery partitions created on first use; at least the total worker count "
-            "you will ever run with.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
+def _with_options(command: Callable[..., Any], options: list[Callable[[F], F]]) -> Any:
+    for option in reversed(options):
+        command = option(command)
     return command
+
+
+def recovery_options(command: Callable[..., Any]) -> Any:
+    """``--recovery-dir`` and the checkpoint intervals, passed to ``command`` as
+    ``checkpointing`` (None without ``--recovery-dir``)."""
+
+    @functools.wraps(command)
+    def with_checkpointing(
+        *args: Any,
+        recovery_dir: Path | None,
+        snapshot_interval: float,
+        backup_interval: float,
+        recovery_partitions: int,
+        **kwargs: Any,
+    ) -> Any:
+        checkpointing = None
+        if recovery_dir is not None:
+            checkpointing = Checkpointing(
+                recovery_dir, snapshot_interval, backup_interval, recovery_partitions
+            )
+        return command(*args, checkpointing=checkpointing, **kwargs)
+
+    return _with_options(
+        with_checkpointing,
+        [
+            env_option(
+                "--recovery-dir",
+                env="RECOVERY_DIR",
+                type=click.Path(path_type=Path, file_okay=False),
+                default=None,
+                help="Checkpoint here and resume from here after a crash. [default: no "
+                "checkpoints: a crash loses the run's progress]",
+            ),
+            env_option(
+                "--snapshot-interval",
+                env="SNAPSHOT_INTERVAL",
+                type=Duration(),
+                default=10.0,
+                help="How often state is snapshotted (seconds or with a unit).",
+            ),
+            env_option(
+                "--backup-interval",
+                env="BACKUP_INTERVAL",
+                type=Duration(),
+                default=30.0,
+                help="How long superseded snapshots are kept before cleanup.",
+            ),
+            env_option(
+                "--recovery-partitions",
+                env="RECOVERY_PARTITIONS",
+                type=click.IntRange(min=1),
+                default=DEFAULT_RECOVERY_PARTITIONS,
+                help="Recovery partitions created on first use; at least the total worker "
+                "count you will ever run with.",
+            ),
+        ],
+    )
+
+
+def rolling_options(command: Callable[..., Any]) -> Any:
+    """How output files are cut and written, passed to ``command`` as ``rolling``."""
+
+    @functools.wraps(command)
+    def with_rolling(
+        *args: Any,
+        file_rows: int,
+        file_bytes: int,
+        file_max_age: float,
+        row_group_rows: int,
+        compression: str,
+        **kwargs: Any,
+    ) -> Any:
+        rolling = RollingPolicy(file_rows, file_bytes, file_max_age, row_group_rows, compression)
+        return command(*args, rolling=rolling, **kwargs)
+
+    return _with_options(
+        with_rolling,
+        [
+            env_option(
+                "--file-rows",
+                env="FILE_ROWS",
+                type=click.IntRange(min=1),
+                default=RollingPolicy.max_rows,
+                help="Cut an output file once this many rows are buffered.",
+            ),
+            env_option(
+                "--file-bytes",
+                env="FILE_BYTES",
+                type=ByteSize(),
+                default="128MB",
+                help="Cut an output file once its buffered rows take this much memory "
+                "(e.g. 64MB; binary units).",
+            ),
+            env_option(
+                "--file-max-age",
+                env="FILE_MAX_AGE",
+                type=Duration(),
+                default=RollingPolicy.max_age_s,
+                help="Cut an output file once its oldest row has waited this long "
+                "(seconds or a unit).",
+            ),
+            env_option(
+                "--row-group-rows",
+                env="ROW_GROUP_ROWS",
+                type=click.IntRange(min=1),
+                default=RollingPolicy.row_group_rows,
+                help="Rows per Parquet row group.",
+            ),
+            env_option(
+                "--compression",
+                env="COMPRESSION",
+                type=click.Choice(COMPRESSIONS),
+                default=RollingPolicy.compression,
+                help="Parquet compression codec.",
+            ),
+        ],
+    )
+
+
+def cluster_options(command: Callable[..., Any]) -> Any:
+    """``--process-id`` and ``--addresses`` of a multi-process run, passed to
+    ``command`` as ``processes``."""
+
+    @functools.wraps(command)
+    def with_processes(
+        *args: Any, process_id: int | None, addresses: str | None, **kwargs: Any
+    ) -> Any:
+        return command(*args, processes=parse_processes(process_id, addresses), **kwargs)
+
+    return _with_options(
+        with_processes,
+        [
+            env_option(
+                "-i",
+                "--process-id",
+                env="PROCESS_ID",
+                type=click.IntRange(min=0),
+                default=None,
+                help="This process's index in --addresses (multi-process runs). [default: 0]",
+            ),
+            env_option(
+                "-a",
+                "--addresses",
+                env="ADDRESSES",
+                default=None,
+                help="HOST:PORT of every process of the run, separated by ';', the same "
+                "list in each process. [default: a single process]",
+            ),
+        ],
+    )
+
+
+def parse_processes(process_id: int | None, addresses: str | None) -> Processes:
+    """The :class:`Processes` for ``-i``/``-a``, or ConfigError naming the fix."""
+    if addresses is None:
+        if process_id not in (None, 0):
+            raise ConfigError("--process-id needs --addresses, the list of every process")
+        return Processes()
+    listed = tuple(address.strip() for address in addresses.split(";") if address.strip())
+    malformed = [address for address in listed if not re.fullmatch(r"[^:\s]+:\d+", address)]
+    if malformed or not listed:
+        raise ConfigError(f"--addresses {addresses!r}: write HOST:PORT;HOST:PORT, one per process")
+    if process_id is None or process_id >= len(listed):
+        raise ConfigError(
+            f"--process-id must be given and below {len(listed)}, the number of --addresses"
+        )
+    return Processes(process_id, listed)

@@ -12,7 +12,7 @@ from bytewax.dataflow import Dataflow, Stream
 from flows.engine import Windowed, late_schema, windowed
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
-from sinks.table_sink import ParquetTableSink
+from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, ParquetTableSink, SinkItem
 from sources.batches import DEAD_LETTER_SCHEMA, DEAD_LETTER_TABLE, DecodedBatch
 from sources.decode import JsonDecoder
 from sources.kafka_source import KafkaBatchSource, ReadOptions
@@ -29,6 +29,8 @@ class Pipeline:
     flow: Dataflow
     tables: dict[str, Windowed]
     settings: FlowSettings
+    ends: Stream[tuple[str, SinkItem]]
+    """END_OF_INPUT for every sink partition, whenever a source partition ends."""
 
     def write(
         self,
@@ -38,14 +40,23 @@ class Pipeline:
         time_column: str = "window_start",
     ) -> None:
         """Write keyed ``rows`` exactly once to ``out/<table>/`` with the fixed ``schema``."""
+        checkpointing = self.settings.checkpointing
         sink = ParquetTableSink(
-            self.settings.out / table, schema, time_column, self.settings.rolling
+            self.settings.out / table,
+            schema,
+            time_column,
+            self.settings.rolling,
+            None if checkpointing is None else checkpointing.directory,
         )
-        op.output(table, rows, sink)
+        op.output(table, op.merge(f"{table}_until_end", rows, self.ends), sink)
 
 
 def _dead_letters(batch: DecodedBatch) -> tuple[str, pa.Table]:
     return str(batch.partition), batch.dead_letter_table()
+
+
+def _end_markers(batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
+    return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)] if batch.ended else []
 
 
 def build_pipeline(
@@ -60,7 +71,8 @@ def build_pipeline(
     options = ReadOptions(settings.bounded, settings.idle_timeout_s, settings.batch_size)
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input("kafka", flow, source)
-    pipeline = Pipeline(flow, {}, settings)
+    ends = op.flat_map("end_of_input", batches, _end_markers)
+    pipeline = Pipeline(flow, {}, settings, ends)
     dead = op.map("dead", batches, _dead_letters)
     pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
     lateness_us = micros(settings.lateness_s)

@@ -8,13 +8,15 @@ after a crash the same command resumes from the last complete snapshot.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
+import fcntl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
+from sinks.recovery_store import resume_epoch
 from sources.errors import ConfigError
 
 DEFAULT_RECOVERY_PARTITIONS = 16
@@ -31,27 +33,11 @@ class Checkpointing:
     partitions: int = DEFAULT_RECOVERY_PARTITIONS
 
 
-def resume_epoch(directory: Path) -> int | None:
-    """The epoch a run on ``directory`` resumes from, or None if no run ever started.
-
-    bytewax resumes at the slowest worker's frontier of the latest execution;
-    a worker that recorded no frontier yet counts with the execution's own
-    resume epoch.
-    """
-    executions: list[tuple[int, int, int]] = []
-    fronts: list[tuple[int, int, int]] = []
-    for path in sorted(directory.glob("part-*.sqlite3")):
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            try:
-                executions += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
-                fronts += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
-            except sqlite3.OperationalError:  # a partition still being created
-                continue
-    if not executions:
-        return None
-    latest, workers, started_at = max(executions)
-    frontiers = {worker: frontier for ex, worker, frontier in fronts if ex == latest}
-    return min(frontiers.get(worker, started_at) for worker in range(workers))
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:
@@ -60,9 +46,10 @@ def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:
     directory = checkpointing.directory
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"--recovery-dir {directory} is a file; pass a directory")
-    if not list(directory.glob("part-*.sqlite3")):
-        directory.mkdir(parents=True, exist_ok=True)
-        init_db_dir(directory, checkpointing.partitions)  # type: ignore[no-untyped-call]
+    directory.mkdir(parents=True, exist_ok=True)
+    with _exclusive(directory / ".create.lock"):  # the processes of a run start together
+        if not list(directory.glob("part-*.sqlite3")):
+            init_db_dir(directory, checkpointing.partitions)  # type: ignore[no-untyped-call]
     backup = timedelta(seconds=checkpointing.backup_interval_s)
     config = RecoveryConfig(directory, backup_interval=backup)  # type: ignore[no-untyped-call]
     return config, resume_epoch(directory)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bytewax.dataflow import Dataflow
@@ -11,13 +12,27 @@ from bytewax.run import cli_main
 from sources.errors import EventlakeError
 
 
+@dataclass(frozen=True)
+class Processes:
+    """The processes of one run: this one's index and every process's HOST:PORT."""
+
+    process_id: int = 0
+    addresses: tuple[str, ...] = ()
+    """Empty for a single-process run."""
+
+
+SINGLE_PROCESS = Processes()
+
+
 def run_dataflow(
     flow: Dataflow,
     workers: int = 1,
     epoch_interval: timedelta | None = None,
     recovery: RecoveryConfig | None = None,
+    processes: Processes = SINGLE_PROCESS,
 ) -> None:
-    """Run ``flow`` with ``workers`` worker threads until its input ends.
+    """Run ``flow`` with ``workers`` worker threads in each of ``processes`` until its
+    input ends.
 
     With ``recovery``, state is snapshotted every ``epoch_interval`` and a
     rerun resumes from the last snapshot. An :class:`EventlakeError` raised by
@@ -28,6 +43,8 @@ def run_dataflow(
         cli_main(  # type: ignore[no-untyped-call]
             flow,
             workers_per_process=workers,
+            process_id=processes.process_id if processes.addresses else None,
+            addresses=list(processes.addresses) or None,
             epoch_interval=epoch_interval,
             recovery_config=recovery,
         )

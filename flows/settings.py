@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flows.recovery import Checkpointing
+from flows.runner import SINGLE_PROCESS, Processes
 from sinks.table_sink import RollingPolicy
 from sources.generators import DEFAULT_EVENT_RATE
 from sources.kafka_source import BATCH_SIZE
@@ -48,6 +49,8 @@ class FlowSettings:
     """Where and how often to snapshot; None runs without fault tolerance."""
     batch_size: int = BATCH_SIZE
     """Most messages per batch (one consume call of one partition)."""
+    processes: Processes = SINGLE_PROCESS
+    """This process's place in a multi-process run."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ rows for windows already past the watermark are late and never merged.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,12 @@ class WindowShard:
         self.open: dict[tuple[Any, ...], list[Partial]] = {}
         self.watermark = NEVER
         """Never decreases: windows it has passed are closed for good."""
+        self._closing: dict[int, set[tuple[Any, ...]]] = {}
+        """Keys by the end of a window they had; an entry may be stale (window merged
+        or closed since), so closing re-checks the key's windows."""
+        self._ends: list[int] = []
+        """A heap of the ends in ``_closing``, so closing costs the windows it closes
+        rather than every open key."""
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit windows it closed."""
@@ -146,6 +153,15 @@ class WindowShard:
         )
 
     def _add(self, spec: TableSpec, partial: Partial) -> None:
+        added = self._merge(spec, partial)
+        keys = self._closing.get(added.end)
+        if keys is None:
+            keys = self._closing[added.end] = set()
+            heapq.heappush(self._ends, added.end)
+        keys.add(added.key)
+
+    def _merge(self, spec: TableSpec, partial: Partial) -> Partial:
+        """Merge ``partial`` into the open windows of its key; the window it ended up in."""
         windows = self.open.setdefault(partial.key, [])
         if isinstance(spec.window, Session):
             overlapping = [w for w in windows if w.start < partial.end and partial.start < w.end]
@@ -153,16 +169,20 @@ class WindowShard:
                 windows.remove(window)
                 partial = spec.merge(window, partial)
             windows.append(partial)
-            return
+            return partial
         for index, window in enumerate(windows):
             if window.start == partial.start:
                 windows[index] = spec.merge(window, partial)
-                return
+                return windows[index]
         windows.append(partial)
+        return partial
 
     def _close(self, watermark: int) -> list[Partial]:
+        due: set[tuple[Any, ...]] = set()
+        while self._ends and self._ends[0] <= watermark:
+            due |= self._closing.pop(heapq.heappop(self._ends))
         closed: list[Partial] = []
-        for key in list(self.open):
+        for key in due & self.open.keys():
             windows = self.open[key]
             closed += [w for w in windows if w.end <= watermark]
             remaining = [w for w in windows if w.end > watermark]

@@ -9,18 +9,26 @@ before anything new is written; the restored buffer and the replayed input
 then write them again. Readers therefore see every row exactly once, and
 never a partial file.
 
+When a bounded run's input ends, every partition receives
+:data:`END_OF_INPUT` and writes all it holds at that epoch's snapshot, so a
+finished run leaves no rows to ``close()`` and a rerun has nothing to redo.
+
 Layout: ``table/date=YYYY-MM-DD/hour=HH/part-<partition>-<sequence>-<n>.parquet``
-by the table's time column (Hive style, so readers can prune by time).
+by the table's time column (Hive style, so readers can prune by time), and
+``table/.eventlake-sink.json`` naming the bytewax step and recovery directory
+whose snapshots say which files are committed (see :mod:`sinks.compaction`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,9 +36,21 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from sinks.faults import crash_point
 from sinks.parquet_files import conform, write_atomically
+from sinks.paths import hive_segment
+from sinks.table_lock import hold_for_writing
 
 SINK_PARTITIONS = 16
+COMPRESSIONS = ("zstd", "snappy", "lz4", "none")
+SINK_MARKER = ".eventlake-sink.json"
 _FILE = re.compile(r"^part-(?P<partition>\d+)-(?P<sequence>\d+)-\d+\.parquet$")
+
+
+class EndOfInput:
+    """The item that tells a sink partition a bounded run's input has ended."""
+
+
+END_OF_INPUT = EndOfInput()
+SinkItem: TypeAlias = pa.Table | EndOfInput
 
 
 @dataclass(frozen=True)
@@ -60,10 +80,16 @@ class SinkState:
 
 def hive_directory(day: str, hour: str) -> str:
     """``date=…/hour=…`` for a UTC day and hour."""
-    return f"date={day}/hour={hour}"
+    return f"{hive_segment('date', day)}/{hive_segment('hour', hour)}"
 
 
-class _TableWriter(StatefulSinkPartition[pa.Table, SinkState]):
+def file_sequence(path: Path) -> tuple[int, int] | None:
+    """(sink partition, sequence) of a file the sink wrote, None for any other file."""
+    match = _FILE.match(path.name)
+    return None if match is None else (int(match["partition"]), int(match["sequence"]))
+
+
+class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
     def __init__(
         self,
         table_dir: Path,
@@ -81,25 +107,34 @@ class _TableWriter(StatefulSinkPartition[pa.Table, SinkState]):
         self._policy = policy
         self._state = state
         self._clock = clock
+        self._input_ended = False
+        self._lock = hold_for_writing(table_dir)
         delete_uncommitted(table_dir, partition, state.next_sequence)
 
-    def write_batch(self, values: list[pa.Table]) -> None:
-        rows = [conform(table, self._schema) for table in values if table.num_rows]
+    def write_batch(self, values: list[SinkItem]) -> None:
+        self._input_ended |= any(isinstance(value, EndOfInput) for value in values)
+        rows = [
+            conform(table, self._schema)
+            for table in values
+            if isinstance(table, pa.Table) and table.num_rows
+        ]
         if rows and self._state.buffered_since is None:
             self._state.buffered_since = self._clock()
         self._state.buffered.extend(rows)
 
     def snapshot(self) -> SinkState:
-        if self._due():
+        if self._due() or (self._input_ended and self._state.buffered):
             self._roll()
             crash_point("before_snapshot")
+        self._input_ended = False
         return SinkState(
             self._state.next_sequence, list(self._state.buffered), self._state.buffered_since
         )
 
     def close(self) -> None:
-        """End of a bounded run: write whatever is left."""
+        """End of a run: write whatever is left (nothing, once input has ended)."""
         self._roll()
+        self._lock.close()
 
     def _due(self) -> bool:
         buffered = self._state.buffered
@@ -137,20 +172,18 @@ def delete_uncommitted(table_dir: Path, partition: int, next_sequence: int) -> N
     for path in table_dir.rglob(f".part-{partition:03d}-*.tmp"):
         path.unlink()
     for path in table_dir.rglob("*.parquet"):
-        match = _FILE.match(path.name)
-        if (
-            match
-            and int(match["partition"]) == partition
-            and int(match["sequence"]) >= next_sequence
-        ):
+        written_by = file_sequence(path)
+        if written_by and written_by[0] == partition and written_by[1] >= next_sequence:
             path.unlink()
 
 
-class ParquetTableSink(FixedPartitionedSink[pa.Table, SinkState]):
-    """One table's exactly-once sink; items are ``(key, table)`` with the fixed ``schema``.
+class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
+    """One table's exactly-once sink; items are ``(key, table)`` with the fixed
+    ``schema``, or ``(partition, END_OF_INPUT)``.
 
     ``time_column`` (a UTC timestamp column) chooses each row's
-    ``date=/hour=`` directory.
+    ``date=/hour=`` directory. ``recovery_dir`` is the run's checkpoint
+    directory (None without one), recorded for maintenance commands.
     """
 
     def __init__(
@@ -159,9 +192,11 @@ class ParquetTableSink(FixedPartitionedSink[pa.Table, SinkState]):
         schema: pa.Schema,
         time_column: str,
         policy: RollingPolicy | None = None,
+        recovery_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._table_dir = table_dir
+        self._recovery_dir = recovery_dir
         self._schema = schema
         self._time_column = time_column
         self._policy = policy or RollingPolicy()
@@ -182,8 +217,9 @@ class ParquetTableSink(FixedPartitionedSink[pa.Table, SinkState]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: SinkState | None
     ) -> _TableWriter:
-        """The writer of one partition, resumed from ``resume_state`` if given."""
-        return _TableWriter(
+        """The writer of one partition, resumed from ``resume_state`` if given; the
+        table's marker exists once it holds the table's writer lock."""
+        writer = _TableWriter(
             self._table_dir,
             self._schema,
             self._time_column,
@@ -192,3 +228,24 @@ class ParquetTableSink(FixedPartitionedSink[pa.Table, SinkState]):
             resume_state or SinkState(),
             self._clock,
         )
+        self._record_marker(step_id, for_part)
+        return writer
+
+    def _record_marker(self, step_id: str, for_part: str) -> None:
+        recovery_dir = None if self._recovery_dir is None else str(self._recovery_dir.resolve())
+        marker = {"step_id": step_id, "recovery_dir": recovery_dir}
+        self._table_dir.mkdir(parents=True, exist_ok=True)
+        temp = self._table_dir / f"{SINK_MARKER}.{for_part}.tmp"
+        temp.write_text(json.dumps(marker))
+        temp.replace(self._table_dir / SINK_MARKER)
+
+
+def read_sink_marker(table_dir: Path) -> tuple[str, Path | None] | None:
+    """(step id, recovery directory or None) recorded by the sink that wrote
+    ``table_dir``; None if no eventlake sink wrote it."""
+    path = table_dir / SINK_MARKER
+    if not path.exists():
+        return None
+    marker = json.loads(path.read_text())
+    recovery_dir = marker["recovery_dir"]
+    return marker["step_id"], None if recovery_dir is None else Path(recovery_dir)

@@ -26,8 +26,10 @@ class Progress:
         total: int | None = None,
         stream: IO[str] = sys.stderr,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "events",
     ) -> None:
         self.label = label
+        self.unit = unit
         self.total = total
         self.count = 0
         self._stream = stream
@@ -67,7 +69,7 @@ class Progress:
         elapsed = now - self._started
         rate = self.count / elapsed if elapsed > 0 else 0.0
         done = f"{self.count:,}" if self.total is None else f"{self.count:,}/{self.total:,}"
-        return f"{self.label}: {done} events, {rate:,.0f} events/s"
+        return f"{self.label}: {done} {self.unit}, {rate:,.0f} {self.unit}/s"
 
     def _show(self, line: str, final: bool) -> None:
         if self._tty:

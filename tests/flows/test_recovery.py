@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,71 +19,116 @@ from typing import Any
 import pyarrow.dataset as ds
 import pytest
 
-from flows import monitoring
-from flows.recovery import resume_epoch
+from flows import analytics, monitoring
+from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sinks.faults import MOMENTS
-from sources.generators import MonitoringGenerator
+from sinks.recovery_store import resume_epoch
+from sources.generators import AnalyticsGenerator, EventGenerator, MonitoringGenerator
 from tests.conftest import Broker
-from tests.helpers import eventlake, produce_events
+from tests.helpers import cli_process, eventlake, produce_events
 
-EVENTS = 150_000
-EXACT = (
-    "service",
-    "endpoint",
-    "window_start",
-    "window_end",
-    "count",
-    "error_count",
-    "max_latency_ms",
-)
+SOAK = os.environ.get("EVENTLAKE_SOAK") == "1"
+"""``make soak``: more events and more kills per run."""
 
 
-@pytest.fixture(scope="module")
-def crash_topic(broker: Broker) -> str:
-    topic = broker.new_topic("recovery", partitions=16)
-    generator = MonitoringGenerator(seed=21, start=datetime(2024, 5, 1, 8, tzinfo=UTC))
-    produce_events(broker.target, topic, generator, EVENTS)
-    return topic
+@dataclass(frozen=True)
+class CrashCase:
+    """A flow under crash test: its input and the output columns that must match exactly."""
+
+    flow: str
+    generator: EventGenerator
+    events: int
+    exact: dict[str, tuple[str, ...]]
+    """Per table, the columns compared row for row (sketch-based ones are left out)."""
+    batch_size: int
+    """Small batches make many epochs; analytics pays per batch for its open sessions."""
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(
-    broker: Broker, crash_topic: str, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    out = tmp_path_factory.mktemp("uninterrupted")
-    run_dataflow(monitoring.build_flow(FlowSettings(broker.target, crash_topic, out, bounded=True)))
-    return out
+START = datetime(2024, 5, 1, 8, tzinfo=UTC)
+CASES = {
+    "monitoring": CrashCase(
+        "monitoring",
+        MonitoringGenerator(seed=21, start=START),
+        400_000 if SOAK else 150_000,
+        {monitoring.TABLE: ("service", "endpoint", "window_start", "window_end", "count",
+                            "error_count", "max_latency_ms")},
+        batch_size=300,
+    ),
+    "analytics": CrashCase(
+        "analytics",
+        AnalyticsGenerator(seed=22, start=START),
+        400_000 if SOAK else 200_000,
+        {analytics.SESSIONS_TABLE: ("user_id", "window_start", "window_end", "count", "views",
+                                    "carts", "purchases", "first_event", "last_event"),
+         analytics.REVENUE_TABLE: ("category", "window_start", "window_end", "count", "orders",
+                                   "units")},
+        batch_size=2000,
+    ),
+}  # fmt: skip
+KILLS = 6 if SOAK else 2
 
 
-def _rows(out: Path) -> list[tuple[Any, ...]]:
-    table = ds.dataset(out / monitoring.TABLE).to_table()
-    return sorted(tuple(row[name] for name in EXACT) for row in table.to_pylist())
+@dataclass(frozen=True)
+class Prepared:
+    """A crash case's topic and the output of one uninterrupted run over it."""
+
+    case: CrashCase
+    topic: str
+    uninterrupted: Path
 
 
-def _run_with_kills(args: list[str], kills: int, seed: int) -> int:
-    """Run until it finishes, SIGKILLing it ``kills`` times at random moments; runs started."""
+@pytest.fixture(scope="module", params=sorted(CASES))
+def prepared(
+    request: pytest.FixtureRequest, broker: Broker, tmp_path_factory: pytest.TempPathFactory
+) -> Prepared:
+    case = CASES[request.param]
+    topic = broker.new_topic(f"recovery-{case.flow}", partitions=16)
+    produce_events(broker.target, topic, case.generator, case.events)
+    out = tmp_path_factory.mktemp(f"uninterrupted-{case.flow}")
+    settings = FlowSettings(broker.target, topic, out, bounded=True)
+    run_dataflow(flow_module(case.flow).build_flow(settings))
+    return Prepared(case, topic, out)
+
+
+def _rows(case: CrashCase, out: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Each compared table as a sorted multiset of its exact columns."""
+    tables = {}
+    for table, columns in case.exact.items():
+        read = ds.dataset(out / table).to_table(columns=list(columns))
+        tables[table] = sorted(zip(*(read[c].to_pylist() for c in columns), strict=True))
+    return tables
+
+
+def _assert_exactly_once(prepared: Prepared, out: Path) -> None:
+    expected, actual = _rows(prepared.case, prepared.uninterrupted), _rows(prepared.case, out)
+    for table, rows in actual.items():
+        assert len(rows) == len(set(rows)), f"duplicate rows in {table}"
+        assert rows == expected[table], f"{table} differs from the uninterrupted run"
+
+
+def _command(prepared: Prepared, broker: Broker, tmp_path: Path, interval: str) -> list[str]:
+    return ["run", prepared.case.flow, "--bounded", "--topic", prepared.topic,
+            "--out", str(tmp_path / "out"), "--recovery-dir", str(tmp_path / "recovery"),
+            "--snapshot-interval", interval, "--batch-size", str(prepared.case.batch_size),
+            "--file-rows", "20",
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+
+
+def _run_with_kills(command: list[str], kills: int, seed: int) -> None:
+    """Run ``command`` as one process, SIGKILLing it ``kills`` times at random moments
+    after it committed an epoch; the last attempt is not killed and may finish."""
     rnd = random.Random(seed)
-    command = [sys.executable, "-m", "flows.cli", "run", "monitoring", *args]
-    recovery_dir = Path(args[args.index("--recovery-dir") + 1])
-    for attempt in range(1, kills + 10):
+    recovery_dir = Path(command[command.index("--recovery-dir") + 1])
+    for _ in range(kills):
         before = max(resume_epoch(recovery_dir) or 1, 1)  # a fresh run starts at epoch 1
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        if attempt <= kills:
+        with cli_process(*command, stderr=subprocess.PIPE) as process:
             _wait_for_a_commit(recovery_dir, before, process)
-            time.sleep(rnd.uniform(0.0, 0.8))
+            time.sleep(rnd.uniform(0.0, 0.3))
             process.send_signal(signal.SIGKILL)
-        try:
             _, stderr = process.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        if process.returncode == 0:
-            assert attempt > kills, "the run finished before it could be killed"
-            return attempt
-        assert process.returncode == -signal.SIGKILL, stderr
-    raise AssertionError("the run never finished")
+            assert process.returncode == -signal.SIGKILL, f"finished before its kill: {stderr}"
 
 
 def _wait_for_a_commit(recovery_dir: Path, before: int, process: subprocess.Popen[str]) -> None:
@@ -91,25 +139,66 @@ def _wait_for_a_commit(recovery_dir: Path, before: int, process: subprocess.Pope
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("resume_workers", ["1", "2"])
-def test_sigkilled_runs_resume_to_exactly_the_uninterrupted_output(
-    broker: Broker, crash_topic: str, uninterrupted: Path, tmp_path: Path, resume_workers: str
-) -> None:
-    base = ["--bounded", "--topic", crash_topic, "--out", str(tmp_path / "out"),
-            "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.5s",
-            "--batch-size", "300", "--file-rows", "20",
-            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
-    _run_with_kills(base, kills=2, seed=len(resume_workers))
-    resumed = eventlake("run", "monitoring", *base, "--workers", resume_workers)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from epoch" in resumed.stderr
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
-    expected, actual = _rows(uninterrupted), _rows(tmp_path / "out")
-    assert len(actual) == len(set(actual)), "duplicate rows"
-    assert actual == expected
-    again = eventlake("run", "monitoring", *base)
+
+def _run_as_processes(command: list[str], count: int) -> list[str]:
+    """Run ``command`` as ``count`` cooperating processes (``-i``/``-a``); their stderr."""
+    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(count))
+    with contextlib.ExitStack() as stack:
+        processes = [
+            stack.enter_context(
+                cli_process(*command, "-i", str(index), "-a", addresses, stderr=subprocess.PIPE)
+            )
+            for index in range(count)
+        ]
+        outcomes = [process.communicate(timeout=240) for process in processes]
+    for process, (_, stderr) in zip(processes, outcomes, strict=True):
+        assert process.returncode == 0, stderr
+    return [stderr for _, stderr in outcomes]
+
+
+RESUMES = {"1 worker": ("--workers", "1"), "2 workers": ("--workers", "2"), "2 processes": ()}
+
+
+@pytest.mark.parametrize(
+    ("prepared", "resume"),
+    [("monitoring", "2 workers"), ("monitoring", "2 processes"),
+     ("analytics", "1 worker"), ("analytics", "2 processes")],
+    indirect=["prepared"],
+)  # fmt: skip
+def test_sigkilled_runs_resume_to_exactly_the_uninterrupted_output(
+    broker: Broker, prepared: Prepared, tmp_path: Path, resume: str
+) -> None:
+    command = _command(prepared, broker, tmp_path, "0.5s")
+    _run_with_kills(command, KILLS, seed=len(resume))
+    if resume == "2 processes":
+        resumed = "\n".join(_run_as_processes(command, 2))
+    else:
+        finished = eventlake(*command, *RESUMES[resume])
+        assert finished.returncode == 0, finished.stderr
+        resumed = finished.stderr
+    assert "resuming from epoch" in resumed
+    _assert_exactly_once(prepared, tmp_path / "out")
+
+    compacted = _compact_every_table(prepared, tmp_path / "out")
+    assert "left" not in compacted, "a finished run has committed every file"
+    again = eventlake(*command)
     assert again.returncode == 0 and "already complete" in again.stderr
-    assert _rows(tmp_path / "out") == expected
+    _assert_exactly_once(prepared, tmp_path / "out")
+
+
+def _compact_every_table(prepared: Prepared, out: Path) -> str:
+    """``eventlake compact`` on each table of the flow; their stderr, joined."""
+    outputs = []
+    for table in flow_module(prepared.case.flow).TABLES:
+        compacted = eventlake("compact", str(out / table))
+        assert compacted.returncode == 0, compacted.stderr
+        outputs.append(compacted.stderr)
+    return "\n".join(outputs)
 
 
 def _poll_readers(table_dir: Path, stop: threading.Event, failures: list[str]) -> None:
@@ -131,30 +220,28 @@ def _poll_readers(table_dir: Path, stop: threading.Event, failures: list[str]) -
 
 
 @pytest.mark.parametrize("moment", MOMENTS)
-def test_crash_at_each_commit_moment_resumes_exactly_once(
-    broker: Broker, crash_topic: str, uninterrupted: Path, tmp_path: Path, moment: str
+def test_crash_at_each_commit_moment_then_compaction_then_resume_is_exactly_once(
+    broker: Broker, prepared: Prepared, tmp_path: Path, moment: str
 ) -> None:
-    base = ["run", "monitoring", "--bounded", "--topic", crash_topic, "--out", str(tmp_path),
-            "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.3s",
-            "--batch-size", "300", "--file-rows", "20",
-            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    command = _command(prepared, broker, tmp_path, "0.3s")
+    table_dir = tmp_path / "out" / next(iter(prepared.case.exact))
     stop, failures = threading.Event(), []
-    reader = threading.Thread(
-        target=_poll_readers, args=(tmp_path / monitoring.TABLE, stop, failures)
-    )
+    reader = threading.Thread(target=_poll_readers, args=(table_dir, stop, failures))
     reader.start()
     try:
         for count in ("1", "4"):  # the first crash comes before any epoch is committed
             env = {**os.environ, "EVENTLAKE_FAULT": f"{moment}:{count}"}
-            crashed = subprocess.run([sys.executable, "-m", "flows.cli", *base], env=env,
+            crashed = subprocess.run([sys.executable, "-m", "flows.cli", *command], env=env,
                                      capture_output=True, text=True, timeout=240)  # fmt: skip
             assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-        finished = eventlake(*base)  # resume without faults
+        compacted = _compact_every_table(prepared, tmp_path / "out")
+        finished = eventlake(*command)  # resume without faults
     finally:
         stop.set()
         reader.join()
+    if moment == "after_rename":  # the file renamed just before the crash is not committed
+        assert "left" in compacted
     assert finished.returncode == 0, finished.stderr
     assert failures == []
     assert not list(tmp_path.rglob(".*.tmp")), "a crash's temporary file was left behind"
-    actual = _rows(tmp_path)
-    assert len(actual) == len(set(actual)) and actual == _rows(uninterrupted)
+    _assert_exactly_once(prepared, tmp_path / "out")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from sinks.table_sink import ParquetTableSink, RollingPolicy, SinkState
+from sinks.table_sink import END_OF_INPUT, ParquetTableSink, RollingPolicy, SinkState
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([("window_start", UTC_MICROS), ("value", pa.int64())])
@@ -35,7 +35,9 @@ def files(table_dir: Path) -> list[str]:
 
 def test_rows_wait_in_the_snapshot_until_a_file_is_due(tmp_path: Path) -> None:
     clock = Clock()
-    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", RollingPolicy(max_rows=5), clock)
+    sink = ParquetTableSink(
+        tmp_path, SCHEMA, "window_start", RollingPolicy(max_rows=5), clock=clock
+    )
     part = sink.build_part("out", "3", None)
     part.write_batch([rows([0, 1])])
     state = part.snapshot()
@@ -52,7 +54,9 @@ def test_rows_wait_in_the_snapshot_until_a_file_is_due(tmp_path: Path) -> None:
 
 def test_age_rolls_a_file_at_the_next_snapshot(tmp_path: Path) -> None:
     clock = Clock()
-    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", RollingPolicy(max_age_s=10), clock)
+    sink = ParquetTableSink(
+        tmp_path, SCHEMA, "window_start", RollingPolicy(max_age_s=10), clock=clock
+    )
     part = sink.build_part("out", "0", None)
     part.write_batch([rows([0])])
     part.snapshot()
@@ -63,7 +67,9 @@ def test_age_rolls_a_file_at_the_next_snapshot(tmp_path: Path) -> None:
 
 
 def test_resume_deletes_files_written_after_the_snapshot(tmp_path: Path) -> None:
-    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", RollingPolicy(max_rows=1), Clock())
+    sink = ParquetTableSink(
+        tmp_path, SCHEMA, "window_start", RollingPolicy(max_rows=1), clock=Clock()
+    )
     part = sink.build_part("out", "1", None)
     part.write_batch([rows([0])])
     committed = pickle.loads(pickle.dumps(part.snapshot()))  # as bytewax stores it
@@ -80,7 +86,7 @@ def test_resume_deletes_files_written_after_the_snapshot(tmp_path: Path) -> None
 
 
 def test_close_writes_what_is_left_and_a_rerun_rewrites_the_same_file(tmp_path: Path) -> None:
-    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", None, Clock())
+    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", None, clock=Clock())
     part = sink.build_part("out", "0", None)
     part.write_batch([rows([-5, -1])])  # both in hour 13: one file
     final = part.snapshot()
@@ -91,3 +97,17 @@ def test_close_writes_what_is_left_and_a_rerun_rewrites_the_same_file(tmp_path: 
     again.close()
     assert files(tmp_path) == written
     assert ds.dataset(tmp_path).count_rows() == 2
+
+
+def test_end_of_input_writes_everything_at_that_snapshot(tmp_path: Path) -> None:
+    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", None, clock=Clock())
+    part = sink.build_part("out", "0", None)
+    part.write_batch([rows([-5, -1])])
+    assert part.snapshot().buffered, "the default policy waits for more rows"
+    part.write_batch([END_OF_INPUT])
+    final = part.snapshot()
+    assert final == SinkState(next_sequence=1)
+    written = files(tmp_path)
+    part.close()
+    sink.build_part("out", "0", final).close()  # a rerun of the finished run
+    assert files(tmp_path) == written and len(written) == 1

@@ -1,0 +1,200 @@
+"""Merge a table's small files into larger ones without readers ever noticing.
+
+Per Hive directory (e.g. ``date=…/hour=…``), committed files smaller than the
+target are packed into groups of about the target size and each group is
+rewritten as one ``compacted-*.parquet`` file. The new directory is built
+next to the old one under a hidden name (the untouched files hard-linked into
+it), then swapped with it in one ``renameat2(RENAME_EXCHANGE)``: a reader
+listing the directory sees the old files or the new ones, never both, never
+neither. A reader that listed the old files just before the swap and opens
+one afterwards gets FileNotFoundError and must retry, as with any file-based
+table. An interrupted compaction leaves only hidden directories, removed by
+the next one.
+
+Files a resume could still delete (written after the flow's last committed
+snapshot, see :mod:`sinks.table_sink`) are left as they are, so compaction
+never turns rows a replay will write again into duplicates. Restoring
+recovery partitions from a backup older than a compaction is not supported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sinks.parquet_files import write_atomically
+from sinks.recovery_store import committed_states
+from sinks.table_lock import hold_for_compaction
+from sinks.table_sink import RollingPolicy, file_sequence, read_sink_marker
+from sources.errors import ConfigError, EventlakeError
+from sources.progress import Progress
+
+DEFAULT_TARGET_SIZE = 128 * 2**20
+_STAGING_SUFFIX = ".compacting"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    """What one compaction did."""
+
+    directories: int
+    """Hive directories rewritten."""
+    files_merged: int
+    """Small files replaced."""
+    files_written: int
+    """Compacted files that replaced them."""
+    rows: int
+    """Rows moved into compacted files (the table's rows are unchanged)."""
+    uncommitted: int
+    """Files left alone because a resume of the flow could still delete them."""
+
+
+def compact_table(
+    table_dir: Path, target_size: int = DEFAULT_TARGET_SIZE, progress: Progress | None = None
+) -> CompactionReport:
+    """Compact every Hive directory of ``table_dir``; the multiset of rows stays the same.
+
+    Raises ConfigError if ``table_dir`` holds no table, and TableBusyError if a
+    flow is writing it.
+    """
+    if not table_dir.is_dir():
+        raise ConfigError(f"{table_dir} is not a directory; pass OUT/<table>, e.g. output/alerts")
+    with hold_for_compaction(table_dir):
+        if not _visible_files(table_dir) and read_sink_marker(table_dir) is None:
+            raise ConfigError(f"{table_dir} holds no table; pass OUT/<table>")
+        for leftover in table_dir.rglob(f".*{_STAGING_SUFFIX}"):
+            shutil.rmtree(leftover)
+        committed = _committed_test(table_dir)
+        files = _visible_files(table_dir)
+        plans = _plan([path for path in files if committed(path)], target_size)
+        groups = [group for directory_groups in plans.values() for group in directory_groups]
+        if progress is not None:
+            progress.expect(sum(len(group) for group in groups))
+        rows = sum(_rewrite(directory, plan, progress) for directory, plan in plans.items())
+    return CompactionReport(
+        directories=len(plans),
+        files_merged=sum(len(group) for group in groups),
+        files_written=len(groups),
+        rows=rows,
+        uncommitted=sum(1 for path in files if not committed(path)),
+    )
+
+
+def _visible_files(table_dir: Path) -> list[Path]:
+    """The Parquet files dataset readers see (none under hidden names)."""
+    if not table_dir.is_dir():
+        return []
+    return [
+        path
+        for path in table_dir.rglob("*.parquet")
+        if not any(part[0] in "._" for part in path.relative_to(table_dir).parts)
+    ]
+
+
+def _committed_test(table_dir: Path) -> Callable[[Path], bool]:
+    """Whether a file is final: no resume of the flow that wrote it will delete it."""
+    marker = read_sink_marker(table_dir)
+    step_id, recovery_dir = marker or ("", None)
+    if recovery_dir is None:
+        return lambda path: True  # no checkpoints: nothing will ever be replayed
+    if not recovery_dir.is_dir():
+        raise ConfigError(
+            f"{table_dir} was written with --recovery-dir {recovery_dir}, which is gone, so "
+            "compaction cannot tell committed files from ones a resume would rewrite; restore "
+            f"it, or delete {table_dir / '.eventlake-sink.json'} if that flow will never resume"
+        )
+    next_sequence = {
+        int(key): state.next_sequence
+        for key, state in committed_states(recovery_dir, step_id).items()
+    }
+
+    def committed(path: Path) -> bool:
+        written_by = file_sequence(path)
+        return written_by is None or written_by[1] < next_sequence.get(written_by[0], 0)
+
+    return committed
+
+
+def _plan(files: list[Path], target_size: int) -> dict[Path, list[list[Path]]]:
+    """Per directory with something to merge, its groups of files to merge."""
+    plans = {}
+    for directory in sorted({path.parent for path in files}):
+        groups = _pack([path for path in files if path.parent == directory], target_size)
+        if groups:
+            plans[directory] = groups
+    return plans
+
+
+def _pack(files: list[Path], target_size: int) -> list[list[Path]]:
+    """Groups of at least two files below ``target_size``, each up to about that size."""
+    groups: list[list[Path]] = []
+    current: list[Path] = []
+    current_size = 0
+    for path in sorted(files):
+        size = path.stat().st_size
+        if size >= target_size:
+            continue
+        if current and current_size + size > target_size:
+            groups.append(current)
+            current, current_size = [], 0
+        current.append(path)
+        current_size += size
+    groups.append(current)
+    return [group for group in groups if len(group) > 1]
+
+
+def _rewrite(directory: Path, groups: list[list[Path]], progress: Progress | None) -> int:
+    """Swap ``directory`` for a copy whose ``groups`` are merged; rows moved."""
+    staging = directory.with_name(f".{directory.name}{_STAGING_SUFFIX}")
+    staging.mkdir()
+    merged = {path for group in groups for path in group}
+    for path in directory.glob("*.parquet"):
+        if path not in merged:
+            os.link(path, staging / path.name)
+    rows = 0
+    batch = uuid.uuid4().hex[:12]
+    for number, group in enumerate(groups):
+        table = pa.concat_tables(pq.read_table(path) for path in group)
+        name = f"compacted-{batch}-{number:04d}.parquet"
+        write_atomically(
+            table, staging / name, _compression(group[0]), RollingPolicy.row_group_rows
+        )
+        rows += table.num_rows
+    _exchange(staging, directory)
+    shutil.rmtree(staging)
+    if progress is not None:
+        progress.advance(len(merged))
+    return rows
+
+
+def _compression(path: Path) -> str:
+    """The codec ``path`` was written with, so compaction keeps the table's choice."""
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_row_groups == 0:
+        return RollingPolicy.compression
+    codec = metadata.row_group(0).column(0).compression.lower()
+    return "none" if codec == "uncompressed" else codec
+
+
+def _exchange(first: Path, second: Path) -> None:
+    """Swap two directories in one step (Linux ``renameat2`` with RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    done = libc.renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if done != 0:
+        error = ctypes.get_errno()
+        raise EventlakeError(
+            f"could not swap {first} with {second}: {os.strerror(error)}; compaction needs a "
+            "local Linux file system with renameat2 RENAME_EXCHANGE (ext4, xfs, btrfs, tmpfs)"
+        )

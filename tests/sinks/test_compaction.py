@@ -1,0 +1,175 @@
+"""`eventlake compact`: fewer files, the same rows, readers never see a half-swapped table."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from flows import monitoring
+from sinks.compaction import compact_table
+from sinks.table_sink import ParquetTableSink, RollingPolicy
+from sources.generators import MonitoringGenerator
+from sources.progress import Progress
+from tests.conftest import Broker, NewTopic
+from tests.helpers import cli_process, eventlake, produce_events
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema([("window_start", UTC_MICROS), ("key", pa.string()), ("value", pa.int64())])
+T0 = datetime(2024, 5, 1, 0, tzinfo=UTC)
+PARTS = 4
+
+
+def sink_written_table(table_dir: Path, hours: int, snapshots: int, codec: str = "zstd") -> None:
+    """A table as the sink writes it: every partition cuts a file per hour at every snapshot."""
+    sink = ParquetTableSink(table_dir, SCHEMA, "window_start", RollingPolicy(1, compression=codec))
+    parts = [sink.build_part("flow.table", str(index), None) for index in range(PARTS)]
+    for snapshot in range(snapshots):
+        for index, part in enumerate(parts):
+            ids = [(snapshot * PARTS + index) * hours + hour for hour in range(hours)]
+            starts = [T0 + timedelta(hours=hour, minutes=snapshot) for hour in range(hours)]
+            keys = [f"k{value % 7}" for value in ids]
+            part.write_batch([pa.table([pa.array(starts, UTC_MICROS), keys, ids], schema=SCHEMA)])
+            part.snapshot()
+    for part in parts:
+        part.close()
+
+
+def table_rows(table_dir: Path) -> list[tuple[Any, ...]]:
+    table = ds.dataset(table_dir, partitioning="hive").to_table()
+    return sorted(zip(*(table[name].to_pylist() for name in table.column_names), strict=True))
+
+
+def data_files(table_dir: Path) -> list[Path]:
+    return sorted(table_dir.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("codec", ["zstd", "snappy"])
+def test_compaction_merges_small_files_and_keeps_every_row(tmp_path: Path, codec: str) -> None:
+    table_dir = tmp_path / "table"
+    sink_written_table(table_dir, hours=6, snapshots=5, codec=codec)
+    before = table_rows(table_dir)
+    assert len(data_files(table_dir)) == PARTS * 5 * 6
+
+    done = eventlake("compact", str(table_dir), "--target-size", "1MB")
+
+    assert done.returncode == 0, done.stderr
+    assert "merged 120 files" in done.stderr
+    after = data_files(table_dir)
+    assert len(after) == 6, "one file per hour directory"
+    assert all(path.name.startswith("compacted-") for path in after)
+    assert table_rows(table_dir) == before
+    assert pq.read_schema(after[0]) == SCHEMA
+    assert pq.ParquetFile(after[0]).metadata.row_group(0).column(0).compression.lower() == codec
+
+
+def test_files_at_or_above_the_target_size_stay_as_they_are(tmp_path: Path) -> None:
+    table_dir = tmp_path / "table"
+    sink_written_table(table_dir, hours=1, snapshots=2)
+    before = data_files(table_dir)
+    report = compact_table(table_dir, target_size=min(p.stat().st_size for p in before))
+    assert report.files_merged == 0 and data_files(table_dir) == before
+
+
+def test_a_leftover_of_an_interrupted_compaction_is_cleaned_and_never_read(tmp_path: Path) -> None:
+    table_dir = tmp_path / "table"
+    sink_written_table(table_dir, hours=2, snapshots=2)
+    before = table_rows(table_dir)
+    hour = data_files(table_dir)[0].parent
+    leftover = hour.with_name(f".{hour.name}.compacting")  # killed before its swap
+    leftover.mkdir()
+    pq.write_table(pa.table({"value": [99]}), leftover / "compacted-x-0000.parquet")
+    assert table_rows(table_dir) == before, "readers skip hidden directories"
+
+    compact_table(table_dir, target_size=2**20)
+
+    assert not leftover.exists()
+    assert table_rows(table_dir) == before
+
+
+class ReadAfterEachSwap(Progress):
+    """Reads the table each time compaction reports a directory done."""
+
+    def __init__(self, table_dir: Path) -> None:
+        super().__init__("compact")
+        self.table_dir = table_dir
+        self.views: list[list[tuple[Any, ...]]] = []
+
+    def advance(self, units: int) -> None:
+        super().advance(units)
+        self.views.append(table_rows(self.table_dir))
+
+
+def test_readers_during_compaction_see_every_row_exactly_once(tmp_path: Path) -> None:
+    table_dir = tmp_path / "table"
+    sink_written_table(table_dir, hours=24, snapshots=4)
+    expected = table_rows(table_dir)
+    stop, reads, failures = threading.Event(), [0], []
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                rows = table_rows(table_dir)
+            except FileNotFoundError:
+                continue  # listed just before a swap: readers retry
+            if rows != expected:
+                failures.append(f"read {len(rows)} rows, expected {len(expected)}")
+            reads[0] += 1
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        in_between = ReadAfterEachSwap(table_dir)
+        compact_table(table_dir, target_size=2**20, progress=in_between)
+    finally:
+        stop.set()
+        reader.join()
+    assert len(in_between.views) == 24, "a read after each directory's swap"
+    assert all(view == expected for view in in_between.views)
+    assert failures == [] and reads[0] > 0
+    assert table_rows(table_dir) == expected
+
+
+def test_a_directory_that_is_not_a_table_is_a_usage_error(tmp_path: Path) -> None:
+    missing = eventlake("compact", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "not a directory" in missing.stderr
+    empty = eventlake("compact", str(tmp_path))
+    assert empty.returncode == 2 and "holds no table" in empty.stderr
+    bad_size = eventlake("compact", str(tmp_path), "--target-size", "big")
+    assert bad_size.returncode == 2 and "invalid size" in bad_size.stderr
+
+
+def test_compaction_refuses_while_a_flow_writes_and_a_killed_flow_leaves_no_lock(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    topic = new_topic()
+    generator = MonitoringGenerator(seed=3, start=datetime(2024, 5, 1, 8, tzinfo=UTC))
+    produce_events(broker.target, topic, generator, 20_000)
+    out, table_dir = tmp_path / "out", tmp_path / "out" / monitoring.TABLE
+    command = ["run", "monitoring", "--unbounded", "--topic", topic, "--out", str(out),
+               "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.2s",
+               "--file-max-age", "0.1s", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    with cli_process(*command, stderr=subprocess.PIPE) as flow:
+        wait_for(lambda: data_files(table_dir) or flow.poll() is not None, "the first file")
+        assert flow.poll() is None, "the unbounded flow stopped"
+        refused = eventlake("compact", str(table_dir))
+        assert refused.returncode == 1 and "running flow is writing" in refused.stderr
+        flow.send_signal(signal.SIGKILL)
+    compacted = eventlake("compact", str(table_dir))
+    assert compacted.returncode == 0, compacted.stderr
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
