@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.files
 
 acceptance: $(STAMP)
 	$(BIN)/python -m benchmarks.acceptance
