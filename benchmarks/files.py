@@ -48,7 +48,7 @@ def _run(target: KafkaTarget, out: Path, interval_s: float | None, max_age_s: fl
         target, "requests", out / "tables", bounded=True, batch_size=BATCH,
         rolling=RollingPolicy(max_age_s=max_age_s), checkpointing=checkpointing,
     )  # fmt: skip
-    run_command("monitoring", settings)
+    run_command(monitoring, "monitoring", settings)
     return 0 if checkpointing is None else (resume_epoch(checkpointing.directory) or 1) - 1
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import click
 
+from flows.cli_aggregate import aggregate, validate
 from flows.commands import (
     compact_command,
-    default_topic,
     echo_error,
-    output_path,
     produce_command,
     run_command,
 )
@@ -27,21 +26,16 @@ from flows.options import (
     Duration,
     UtcTime,
     brokers_option,
-    cluster_options,
     env_option,
-    recovery_options,
-    rolling_options,
+    runtime_options,
     state_file_option,
 )
-from flows.recovery import Checkpointing
-from flows.runner import Processes
-from flows.settings import DemoSettings, FlowSettings, ProduceSettings
-from sinks.table_sink import RollingPolicy
+from flows.registry import flow_module
+from flows.settings import DemoSettings, ProduceSettings, Runtime
 from sources.broker import DEFAULT_TOPICS, create_topic, read_state, serve
 from sources.connection import resolve_target
 from sources.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
 from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
-from sources.kafka_source import BATCH_SIZE
 from sources.producer import ProduceRequest
 from sources.topics import parse_topic_list, parse_topic_spec
 
@@ -201,26 +195,6 @@ def produce(
     help="Input topic. [default: the flow's, e.g. requests for monitoring]",
 )
 @env_option(
-    "--out",
-    env="OUT",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("output"),
-    help="Output directory; tables go under OUT/<table>/.",
-)
-@env_option(
-    "--bounded/--unbounded",
-    env="BOUNDED",
-    default=False,
-    help="Stop at the end offsets present at start, emitting every window.",
-)
-@env_option(
-    "--workers",
-    env="WORKERS",
-    type=click.IntRange(1, 64),
-    default=1,
-    help="bytewax worker threads in this process.",
-)
-@env_option(
     "--window",
     env="WINDOW",
     type=Duration(),
@@ -249,62 +223,27 @@ def produce(
     help="Allowed lateness in seconds or with a unit: the watermark trails the "
     "slowest partition's newest event by this much; older events go to the late table.",
 )
-@env_option(
-    "--idle-timeout",
-    env="IDLE_TIMEOUT",
-    type=Duration(),
-    default=30.0,
-    help="Wall-clock time without messages after which a partition stops holding the "
-    "watermark back (unbounded runs only; the one setting that is not deterministic).",
-)
-@env_option(
-    "--batch-size",
-    env="BATCH_SIZE",
-    type=click.IntRange(min=1),
-    default=BATCH_SIZE,
-    help="Most messages per batch (one consume call on one partition).",
-)
-@rolling_options
-@recovery_options
-@cluster_options
-@brokers_option
-@state_file_option
+@runtime_options
 def run(
     name: str,
     topic: str | None,
-    out: Path,
-    bounded: bool,
-    workers: int,
     window: float | None,
     slide: float | None,
     session_gap: float | None,
     lateness: float,
-    idle_timeout: float | None,
-    batch_size: int,
-    rolling: RollingPolicy,
-    checkpointing: Checkpointing | None,
-    processes: Processes,
-    brokers: str | None,
-    state_file: Path,
+    runtime: Runtime,
 ) -> None:
-    """Run flow NAME (monitoring or analytics) reading Kafka and writing Parquet."""
-    settings = FlowSettings(
-        target=resolve_target(brokers, state_file),
-        topic=topic or default_topic(name),
-        out=output_path(out),
-        bounded=bounded,
-        workers=workers,
+    """Run flow NAME (monitoring, analytics, or a pipeline file NAME.toml) reading
+    Kafka and writing Parquet."""
+    flow = flow_module(name)
+    settings = runtime.settings(
+        topic or flow.DEFAULT_TOPIC,
         window_s=window,
         slide_s=slide,
         session_gap_s=session_gap,
         lateness_s=lateness,
-        idle_timeout_s=idle_timeout,
-        rolling=rolling,
-        batch_size=batch_size,
-        checkpointing=checkpointing,
-        processes=processes,
     )
-    run_command(name, settings)
+    run_command(flow, name, settings)
 
 
 @cli.command()
@@ -350,6 +289,10 @@ def compact(table_dir: Path, target_size: int) -> None:
 def demo(out: Path, monitoring_events: int, analytics_events: int, seed: int) -> None:
     """Start an embedded broker, produce events, run both flows, show the output."""
     run_demo(DemoSettings(out, monitoring_events, analytics_events, seed))
+
+
+cli.add_command(aggregate)
+cli.add_command(validate)
 
 
 def main() -> None:

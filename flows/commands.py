@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from flows.aggregate import PipelineFlow
 from flows.recovery import prepare
-from flows.registry import flow_module
+from flows.registry import FlowModule
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
 from sinks.compaction import CompactionReport, compact_table
@@ -75,10 +76,12 @@ def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
     )
 
 
-def run_command(name: str, settings: FlowSettings) -> None:
-    """Run flow ``name`` to completion (bounded) or until interrupted."""
-    module = flow_module(name)
+def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
+    """Run the flow of ``module`` (called ``name``) to completion (bounded) or until
+    interrupted."""
     require_topic(settings.target, settings.topic)
+    if isinstance(module, PipelineFlow):
+        module.check_output(settings.out)
     recovery, epoch_interval, resumed_from = None, None, None
     if settings.checkpointing is None:
         status = "no --recovery-dir, so a crash loses this run's progress"
@@ -128,18 +131,6 @@ def compact_command(table_dir: Path, target_size: int) -> CompactionReport:
         )
     progress.finish(summary)
     return report
-
-
-def default_topic(name: str) -> str:
-    """The topic flow ``name`` reads when --topic is not given."""
-    return flow_module(name).DEFAULT_TOPIC
-
-
-def output_path(path: Path) -> Path:
-    """``path`` if it can hold output tables, else ConfigError naming the fix."""
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path} is a file; pass a directory")
-    return path
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 
 from flows import analytics, monitoring
 from flows.commands import produce_command, run_command
+from flows.registry import FlowModule
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sinks.parquet_files import count_rows
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
@@ -40,13 +41,16 @@ def run_demo(settings: DemoSettings) -> None:
             request = ProduceRequest(generator.default_topic, count=count)
             kind_settings = ProduceSettings(generator.name, request, settings.seed, DEMO_START)
             produce_command(target, kind_settings)
-        for step, module in ((3, monitoring), (4, analytics)):
-            name = module.__name__.rsplit(".", 1)[-1]
+        flows: tuple[tuple[int, str, FlowModule], ...] = (
+            (3, "monitoring", monitoring),
+            (4, "analytics", analytics),
+        )
+        for step, name, module in flows:
             _step(step, f"running the {name} flow (bounded) into Parquet")
             for table in module.TABLES:
                 shutil.rmtree(settings.out / table, ignore_errors=True)
             flow_settings = FlowSettings(target, module.DEFAULT_TOPIC, settings.out, bounded=True)
-            run_command(name, flow_settings)
+            run_command(module, name, flow_settings)
     _step(5, "stopped the broker; results:")
     print(describe_output(settings.out))
 

@@ -59,18 +59,19 @@ def route(
         ShardInput(batch.partition, batch.partitions, batch.max_us, batch.ended, batch.idle)
         for _ in range(SHARDS)
     ]
-    if batch.records.num_rows:
-        assigned = assign(spec, event_micros(batch.records, time_field))
+    records = spec.selected(batch.records)
+    if records.num_rows:
+        assigned = assign(spec, event_micros(records, time_field))
         prior = NEVER if batch.prior_max_us is None else batch.prior_max_us
         # A shard's watermark never passes a partition's own newest event minus the
         # lateness, so only rows closing at or before that may be late. A partition
         # back from idleness may be behind the watermark: all its rows are judged.
         threshold = END_OF_TIME if batch.resumed else prior - lateness_us
         maybe_late = closes_at(spec, assigned.starts, assigned.ends) <= threshold
-        for partial in group(spec, batch.records, assigned.select(~maybe_late)):
+        for partial in group(spec, records, assigned.select(~maybe_late)):
             inputs[shard_of(partial.key)].partials.append(partial)
         if maybe_late.any():
-            _route_rows(spec, with_windows(batch.records, assigned.select(maybe_late)), inputs)
+            _route_rows(spec, with_windows(records, assigned.select(maybe_late)), inputs)
     return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)]
 
 

@@ -14,10 +14,12 @@ import click
 from flows.durations import parse_duration
 from flows.recovery import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
 from flows.runner import Processes
+from flows.settings import Runtime
 from flows.sizes import parse_size
 from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
 from sources.errors import ConfigError
+from sources.kafka_source import BATCH_SIZE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -258,3 +260,73 @@ def parse_processes(process_id: int | None, addresses: str | None) -> Processes:
             f"--process-id must be given and below {len(listed)}, the number of --addresses"
         )
     return Processes(process_id, listed)
+
+
+def runtime_options(command: Callable[..., Any]) -> Any:
+    """Where output goes and how the run goes (workers, files, checkpoints, processes,
+    cluster), passed to ``command`` as ``runtime``."""
+
+    @functools.wraps(command)
+    def with_runtime(
+        *args: Any,
+        out: Path,
+        bounded: bool,
+        workers: int,
+        idle_timeout: float | None,
+        batch_size: int,
+        rolling: RollingPolicy,
+        checkpointing: Checkpointing | None,
+        processes: Processes,
+        brokers: str | None,
+        state_file: Path,
+        **kwargs: Any,
+    ) -> Any:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; pass a directory")
+        runtime = Runtime(
+            brokers, state_file, out, bounded, workers, idle_timeout,
+            batch_size, rolling, checkpointing, processes,
+        )  # fmt: skip
+        return command(*args, runtime=runtime, **kwargs)
+
+    options = [
+        env_option(
+            "--out",
+            env="OUT",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=Path("output"),
+            help="Output directory; tables go under OUT/<table>/.",
+        ),
+        env_option(
+            "--bounded/--unbounded",
+            env="BOUNDED",
+            default=False,
+            help="Stop at the end offsets present at start, emitting every window.",
+        ),
+        env_option(
+            "--workers",
+            env="WORKERS",
+            type=click.IntRange(1, 64),
+            default=1,
+            help="bytewax worker threads in this process.",
+        ),
+        env_option(
+            "--idle-timeout",
+            env="IDLE_TIMEOUT",
+            type=Duration(),
+            default=30.0,
+            help="Wall-clock time without messages after which a partition stops holding the "
+            "watermark back (unbounded runs only; the one setting that is not deterministic).",
+        ),
+        env_option(
+            "--batch-size",
+            env="BATCH_SIZE",
+            type=click.IntRange(min=1),
+            default=BATCH_SIZE,
+            help="Most messages per batch (one consume call on one partition).",
+        ),
+    ]
+    decorated = _with_options(with_runtime, options)
+    for group in (state_file_option, brokers_option, cluster_options, recovery_options):
+        decorated = group(decorated)
+    return rolling_options(decorated)

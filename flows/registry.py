@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Protocol
 
 from bytewax.dataflow import Dataflow
@@ -17,8 +18,15 @@ FLOW_MODULES = {"monitoring": "flows.monitoring", "analytics": "flows.analytics"
 class FlowModule(Protocol):
     """What every flow module exposes."""
 
-    DEFAULT_TOPIC: str
-    TABLES: tuple[str, ...]
+    @property
+    def DEFAULT_TOPIC(self) -> str:  # noqa: N802 - a module constant in flow modules
+        """The topic the flow reads when --topic is not given."""
+        ...
+
+    @property
+    def TABLES(self) -> tuple[str, ...]:  # noqa: N802
+        """Every table the flow writes, as directory names under ``--out``."""
+        ...
 
     def build_flow(self, settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
         """Build the flow's dataflow from validated settings."""
@@ -27,7 +35,14 @@ class FlowModule(Protocol):
 
 def flow_module(name: str) -> FlowModule:
     """The module of flow ``name``; ConfigError listing the known flows otherwise."""
+    if name.endswith(".toml"):
+        from flows.aggregate import PipelineFlow
+        from flows.pipeline_file import load_pipeline
+
+        return PipelineFlow(load_pipeline(Path(name)))
     if name not in FLOW_MODULES:
-        raise ConfigError(f"unknown flow {name!r}; choose from {sorted(FLOW_MODULES)}")
+        raise ConfigError(
+            f"unknown flow {name!r}; choose from {sorted(FLOW_MODULES)} or pass a pipeline .toml"
+        )
     module: FlowModule = importlib.import_module(FLOW_MODULES[name])
     return module

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from flows.recovery import Checkpointing
 from flows.runner import SINGLE_PROCESS, Processes
 from sinks.table_sink import RollingPolicy
+from sources.connection import resolve_target
 from sources.generators import DEFAULT_EVENT_RATE
 from sources.kafka_source import BATCH_SIZE
 from sources.producer import ProduceRequest
@@ -85,3 +87,47 @@ class DemoSettings:
     """How many analytics events to produce."""
     seed: int = 0
     """Generator seed."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How and where any flow runs: the options ``run`` and ``aggregate`` share."""
+
+    brokers: str | None
+    """``--brokers``; None means the running embedded broker."""
+    state_file: Path
+    """Where the embedded broker records its address."""
+    out: Path
+    """Output directory; each table is written under ``out/<table>/``."""
+    bounded: bool
+    """Stop at the end offsets present at start, emitting every window."""
+    workers: int = 1
+    """bytewax worker threads in this process."""
+    idle_timeout_s: float | None = 30.0
+    """See :attr:`FlowSettings.idle_timeout_s`."""
+    batch_size: int = BATCH_SIZE
+    """Most messages per batch."""
+    rolling: RollingPolicy = DEFAULT_ROLLING
+    """When buffered output rows become a Parquet file."""
+    checkpointing: Checkpointing | None = None
+    """Where and how often to snapshot; None runs without fault tolerance."""
+    processes: Processes = SINGLE_PROCESS
+    """This process's place in a multi-process run."""
+
+    def settings(self, topic: str, **flow: Any) -> FlowSettings:
+        """The settings of a flow reading ``topic``, with its own ``flow`` options
+        (window, lateness, …) and this runtime; BrokerError/ConfigError if no cluster
+        can be found (checked here, after the flow's own options)."""
+        return FlowSettings(
+            target=resolve_target(self.brokers, self.state_file),
+            topic=topic,
+            out=self.out,
+            bounded=self.bounded,
+            workers=self.workers,
+            idle_timeout_s=self.idle_timeout_s,
+            batch_size=self.batch_size,
+            rolling=self.rolling,
+            checkpointing=self.checkpointing,
+            processes=self.processes,
+            **flow,
+        )

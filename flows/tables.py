@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.aggregations import Aggregation
 from flows.windows import WindowSpec
@@ -46,6 +47,12 @@ class TableSpec:
     event_schema: pa.Schema
     derive: Transform = field(default=_unchanged)
     finish: Transform = field(default=_unchanged)
+    where: pc.Expression | None = None
+    """Only events matching this expression count for the table (None: all)."""
+
+    def selected(self, events: pa.Table) -> pa.Table:
+        """The events of a batch that this table aggregates."""
+        return events if self.where is None else events.filter(self.where)
 
     def output_schema(self) -> pa.Schema:
         """The table's schema, the same for every row and run."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,37 +123,42 @@ class JsonDecoder:
         dead: list[dict[str, object]],
     ) -> None:
         """One message failed as one line: accept pretty-printed JSON, else dead-letter it."""
-        value = raw.values[index]
-        reason = _reason(value, first_error)
-        if reason is None and value is not None:
-            try:
-                tables.append(self._parse(json.dumps(json.loads(value)).encode(), expected_rows=1))
-                return
-            except (pa.ArrowInvalid, ValueError) as err:
-                reason = str(err)
-        dead.append(
-            {
-                "topic": raw.topic,
-                "partition": raw.partition,
-                "offset": raw.offsets[index],
-                "kafka_timestamp": raw.timestamps_ms[index],
-                "key": raw.keys[index],
-                "value": value,
-                "error": reason or str(first_error),
-            }
-        )
+        try:
+            event = parse_object(raw.values[index])
+            tables.append(self._parse(json.dumps(event).encode(), expected_rows=1))
+        except InvalidMessageError as err:
+            dead.append(self.dead_letter(raw, index, str(err)))
+        except (pa.ArrowInvalid, ValueError) as err:
+            dead.append(self.dead_letter(raw, index, str(err)))
+
+    @staticmethod
+    def dead_letter(raw: RawBatch, index: int, reason: str) -> dict[str, object]:
+        """The dead-letter row of message ``index`` of ``raw``, failed for ``reason``."""
+        return {
+            "topic": raw.topic,
+            "partition": raw.partition,
+            "offset": raw.offsets[index],
+            "kafka_timestamp": raw.timestamps_ms[index],
+            "key": raw.keys[index],
+            "value": raw.values[index],
+            "error": reason,
+        }
 
 
-def _reason(value: bytes | None, arrow_error: Exception) -> str | None:
-    """Why ``value`` is not a JSON object, or None if it is one."""
+class InvalidMessageError(ValueError):
+    """Why one message cannot become a row; the text goes to the dead-letter table."""
+
+
+def parse_object(value: bytes | None) -> dict[str, Any]:
+    """``value`` parsed as a JSON object, or InvalidMessageError saying why it is not one."""
     if not value:
-        return "empty message"
+        raise InvalidMessageError("empty message")
     try:
         parsed = json.loads(value.decode("utf-8"))
     except UnicodeDecodeError as err:
-        return f"not UTF-8: {err}"
+        raise InvalidMessageError(f"not UTF-8: {err}") from None
     except json.JSONDecodeError as err:
-        return f"not JSON: {err}"
+        raise InvalidMessageError(f"not JSON: {err}") from None
     if not isinstance(parsed, dict):
-        return f"not a JSON object but a {type(parsed).__name__}"
-    return None
+        raise InvalidMessageError(f"not a JSON object but a {type(parsed).__name__}")
+    return parsed

@@ -51,6 +51,9 @@ def test_every_option_shows_its_default(path: tuple[str, ...]) -> None:
         if isinstance(param, click.Option) and param.name != "help":
             record = param.get_help_record(context)  # what --help prints for this option
             assert record is not None
+            if param.required:
+                assert "required" in record[1]
+                continue
             assert "default: " in record[1], f"{param.opts[0]} shows no default"
             if param.default is not None and not param.is_flag:
                 assert f"default: {param.default}" in record[1]

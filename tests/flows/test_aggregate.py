@@ -1,0 +1,157 @@
+"""`eventlake aggregate` over generated events: every window type against a numpy oracle."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from flows.aggregate import WINDOWS_TABLE, PipelineFlow
+from flows.aggregate_config import PipelineConfig, aggregation_config, window_spec
+from flows.runner import run_dataflow
+from flows.settings import FlowSettings
+from sinks.parquet_files import count_rows
+from sources.generators import MonitoringGenerator
+from tests.conftest import Broker
+from tests.flows import oracle
+from tests.helpers import eventlake, produce_events, read_topic
+
+EVENTS = 12_000
+AGGS = ["count", "sum", "mean", "min", "max", "stddev", "p50", "p99", "distinct:region",
+        "topk:region:3"]  # fmt: skip
+WINDOWS = {
+    "tumbling": ((60.0, None, None), "service"),
+    "hopping": ((120.0, 30.0, None), "service"),
+    "session": ((None, None, 0.5), "endpoint"),
+}
+
+
+@pytest.fixture(scope="module")
+def topic(broker: Broker) -> str:
+    """Monitoring events, 5% of them up to 3 s out of order (inside the 5 s lateness)."""
+    name = broker.new_topic("aggregate", partitions=4)
+    start = datetime(2024, 5, 1, 13, tzinfo=UTC)
+    generator = MonitoringGenerator(seed=5, start=start, events_per_second=40.0)
+    produce_events(broker.target, name, generator, EVENTS)
+    return name
+
+
+@pytest.fixture(scope="module")
+def events(broker: Broker, topic: str) -> list[dict[str, Any]]:
+    return oracle.parse_events(read_topic(broker.target, topic), ())
+
+
+def pipeline(topic: str, window: str) -> PipelineConfig:
+    durations, key = WINDOWS[window]
+    table = aggregation_config(WINDOWS_TABLE, [key], ["latency_ms"], AGGS, window_spec(*durations))
+    return PipelineConfig(topic, "ts", (table,))
+
+
+def expected_groups(events: list[dict[str, Any]], window: str) -> dict[tuple[Any, ...], Any]:
+    (size_s, slide_s, gap_s), key = WINDOWS[window]
+    if window == "tumbling":
+        return oracle.tumbling(events, (key,), round(size_s * 1e6))
+    if window == "hopping":
+        return oracle.hopping(events, (key,), round(size_s * 1e6), round(slide_s * 1e6))
+    return oracle.sessions(events, key, round(gap_s * 1e6))
+
+
+def assert_windows_match(out: Path, events: list[dict[str, Any]], window: str) -> None:
+    key = WINDOWS[window][1]
+    rows = ds.dataset(out / WINDOWS_TABLE).to_table().to_pylist()
+    got = oracle.by_key(rows, lambda row: (row[key], oracle.micros(row["window_start"])))
+    expected = expected_groups(events, window)
+    assert set(got) == set(expected)
+    for group, members in expected.items():
+        row, latency = got[group], np.array([e["latency_ms"] for e in members])
+        assert row["count"] == len(members) and row["invalid_values"] == 0
+        assert row["sum_latency_ms"] == pytest.approx(latency.sum(), rel=1e-9)
+        assert row["mean_latency_ms"] == pytest.approx(latency.mean(), rel=1e-9)
+        assert (row["min_latency_ms"], row["max_latency_ms"]) == (latency.min(), latency.max())
+        if len(latency) > 1:
+            assert row["stddev_latency_ms"] == pytest.approx(latency.std(ddof=1), rel=1e-9)
+        oracle.assert_quantile(list(latency), 0.5, row["p50_latency_ms"])
+        oracle.assert_quantile(list(latency), 0.99, row["p99_latency_ms"])
+        regions = Counter(e["region"] for e in members)
+        assert row["distinct_region"] == pytest.approx(len(regions), rel=0.03)
+        top = sorted(regions.items(), key=lambda item: (-item[1], item[0]))[:3]
+        assert [(t["item"], t["count"]) for t in row["topk_region"]] == top
+        if window == "session":
+            end = max(e["_us"] for e in members) + round(WINDOWS[window][0][2] * 1e6)
+            assert oracle.micros(row["window_end"]) == end
+
+
+@pytest.mark.parametrize("window", sorted(WINDOWS))
+def test_windows_equal_the_batch_oracle(
+    broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path, window: str
+) -> None:
+    flow = PipelineFlow(pipeline(topic, window))
+    run_dataflow(flow.build_flow(FlowSettings(broker.target, topic, tmp_path, bounded=True)))
+    assert_windows_match(tmp_path, events, window)
+    assert count_rows(tmp_path / "late") == count_rows(tmp_path / "dead_letter") == 0
+
+
+def test_the_command_writes_windows_late_and_dead_letters(
+    broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    done = eventlake(
+        "aggregate", "--topic", topic, "--time-field", "ts", "--key", "service",
+        "--value", "latency_ms", "--window", "2m", "--slide", "30s", "--agg", ",".join(AGGS),
+        "--out", str(tmp_path), "--bounded", "--brokers", broker.target.bootstrap_servers,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert_windows_match(tmp_path, events, "hopping")
+    read = ds.dataset(tmp_path / WINDOWS_TABLE, partitioning="hive").to_table()
+    assert read.schema.field("window_start").type == read.schema.field("window_end").type
+    assert str(read.schema.field("window_start").type) == "timestamp[us, tz=UTC]"
+
+
+PIPELINE = """
+topic = "{topic}"
+time_field = "ts"
+lateness = "5s"
+
+[[aggregation]]
+table = "latency"
+key = ["service"]
+value = ["latency_ms"]
+window = "1m"
+agg = ["count", "mean"]
+
+[[aggregation]]
+table = "errors"
+key = ["service", "endpoint"]
+window = "1m"
+filter = "status >= 500 and region != 'nowhere'"
+"""
+
+
+def test_a_pipeline_file_writes_one_table_per_aggregation(
+    broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    path = tmp_path / "pipeline.toml"
+    path.write_text(PIPELINE.format(topic=topic))
+    checked = eventlake("validate", str(path))
+    assert checked.returncode == 0 and "writes latency, errors" in checked.stdout
+
+    done = eventlake("run", str(path), "--out", str(tmp_path / "out"), "--bounded",
+                     "--brokers", broker.target.bootstrap_servers)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    minute = 60_000_000
+    latency = ds.dataset(tmp_path / "out" / "latency").to_table().to_pylist()
+    got = {(r["service"], oracle.micros(r["window_start"])): r for r in latency}
+    expected = oracle.tumbling(events, ("service",), minute)
+    assert {k: got[k]["count"] for k in got} == {k: len(v) for k, v in expected.items()}
+    errors = [e for e in events if e["status"] >= 500]
+    rows = ds.dataset(tmp_path / "out" / "errors").to_table().to_pylist()
+    counted = {
+        (r["service"], r["endpoint"], oracle.micros(r["window_start"])): r["count"] for r in rows
+    }
+    expected_errors = oracle.tumbling(errors, ("service", "endpoint"), minute)
+    assert counted == {k: len(v) for k, v in expected_errors.items()} and counted
