@@ -23,7 +23,7 @@ from sources.flexible_decode import INVALID_VALUES, TIME_FORMATS, FlexibleTimeFo
 STATS = ("sum", "mean", "min", "max", "stddev")
 AGGREGATIONS = ("count", *STATS, "pNN", "distinct[:FIELD]", "topk[:FIELD[:K]]")
 DEFAULT_TOPK = 5
-_QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+_QUANTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 _FIELD = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*$")
 MICROS = 1_000_000
 

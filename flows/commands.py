@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -96,13 +97,27 @@ def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
         _refuse_earlier_output(settings.out, module.TABLES)
     print(f"run {name}: {status}", file=sys.stderr)
     progress = Progress(f"run {name}")
-    flow = module.build_flow(settings, progress)
-    run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
+    with _stop_on_signals() as stop:
+        flow = module.build_flow(replace(settings, stop=stop), progress)
+        run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
+    if stop.is_set():
+        _report_stop(name, settings, progress)
+        return
     if settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
         return
     written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
     progress.finish(f"rows under {settings.out}/: {written}")
+
+
+def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:
+    """Say how a run stopped by a signal ended; InterruptedRunError if it was bounded."""
+    resume = "the same command resumes it" if settings.checkpointing else "it cannot resume"
+    summary = f"stopped on request after a last snapshot; {resume}"
+    if settings.bounded:
+        progress.finish()
+        raise InterruptedRunError(f"run {name} interrupted before the end of its input; {resume}")
+    progress.finish(summary)
 
 
 def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:

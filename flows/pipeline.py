@@ -56,7 +56,8 @@ def _dead_letters(batch: DecodedBatch) -> tuple[str, pa.Table]:
 
 
 def _end_markers(batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
-    return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)] if batch.ended else []
+    last = batch.ended or batch.stopping
+    return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)] if last else []
 
 
 def build_pipeline(
@@ -68,7 +69,9 @@ def build_pipeline(
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written."""
     flow = Dataflow(name)
-    options = ReadOptions(settings.bounded, settings.idle_timeout_s, settings.batch_size)
+    options = ReadOptions(
+        settings.bounded, settings.idle_timeout_s, settings.batch_size, settings.stop
+    )
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input("kafka", flow, source)
     ends = op.flat_map("end_of_input", batches, _end_markers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +54,8 @@ class FlowSettings:
     """Most messages per batch (one consume call of one partition)."""
     processes: Processes = SINGLE_PROCESS
     """This process's place in a multi-process run."""
+    stop: threading.Event | None = None
+    """Set (by SIGINT/SIGTERM) to end the run cleanly after a last snapshot."""
 
 
 @dataclass(frozen=True)

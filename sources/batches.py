@@ -55,7 +55,8 @@ class DecodedBatch:
     largest event time in ``records``; ``prior_max_us`` the largest in earlier
     batches of the partition. ``ended`` marks the last batch of a bounded read,
     ``idle`` a partition that has had no messages for the idle timeout, and
-    ``resumed`` the first batch after such an idle mark.
+    ``resumed`` the first batch after such an idle mark. ``stopping`` marks the
+    last batch of a run asked to stop (its windows stay open for the resume).
     """
 
     records: pa.Table
@@ -68,6 +69,7 @@ class DecodedBatch:
     ended: bool = False
     idle: bool = False
     resumed: bool = False
+    stopping: bool = False
 
     def dead_letter_table(self) -> pa.Table:
         """Dead letters as a table with :data:`DEAD_LETTER_SCHEMA`."""

@@ -83,9 +83,9 @@ class JsonDecoder:
             table = self._parse(
                 b"\n".join(value or b"" for value in values), expected_rows=len(values)
             )
-        except (pa.ArrowInvalid, ValueError) as err:
+        except (pa.ArrowInvalid, ValueError):
             if len(values) == 1:
-                self._decode_single(raw, start, err, tables, dead)
+                self._decode_single(raw, start, tables, dead)
                 return
             middle = (start + stop) // 2
             self._decode_range(raw, start, middle, tables, dead)
@@ -115,21 +115,18 @@ class JsonDecoder:
         return table.set_column(index, self.time_field, micros)
 
     def _decode_single(
-        self,
-        raw: RawBatch,
-        index: int,
-        first_error: Exception,
-        tables: list[pa.Table],
-        dead: list[dict[str, object]],
+        self, raw: RawBatch, index: int, tables: list[pa.Table], dead: list[dict[str, object]]
     ) -> None:
-        """One message failed as one line: accept pretty-printed JSON, else dead-letter it."""
+        """One message that failed on its own: a row if :meth:`_single_row` can make
+        one, else a dead letter saying why."""
         try:
-            event = parse_object(raw.values[index])
-            tables.append(self._parse(json.dumps(event).encode(), expected_rows=1))
-        except InvalidMessageError as err:
+            tables.append(self._single_row(parse_object(raw.values[index])))
+        except (pa.ArrowInvalid, ValueError) as err:  # InvalidMessageError included
             dead.append(self.dead_letter(raw, index, str(err)))
-        except (pa.ArrowInvalid, ValueError) as err:
-            dead.append(self.dead_letter(raw, index, str(err)))
+
+    def _single_row(self, event: dict[str, Any]) -> pa.Table:
+        """``event`` as one row; here pretty-printed JSON gets a second chance."""
+        return self._parse(json.dumps(event).encode(), expected_rows=1)
 
     @staticmethod
     def dead_letter(raw: RawBatch, index: int, reason: str) -> dict[str, object]:

@@ -31,8 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from sources.batches import RawBatch
-from sources.decode import UTC_MICROS, InvalidMessageError, JsonDecoder, parse_object
+from sources.decode import UTC_MICROS, InvalidMessageError, JsonDecoder
 
 TIME_FORMATS = ("auto", "iso", "epoch_s", "epoch_ms")
 FlexibleTimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms"]
@@ -104,20 +103,9 @@ class FlexibleJsonDecoder(JsonDecoder):
             return False
         return isinstance(value, int | float) and not isinstance(value, bool)
 
-    def _decode_single(
-        self,
-        raw: RawBatch,
-        index: int,
-        first_error: Exception,
-        tables: list[pa.Table],
-        dead: list[dict[str, object]],
-    ) -> None:
-        value = raw.values[index]
-        try:
-            event = parse_object(value)
-            tables.append(pa.Table.from_pylist([self._row(event)], schema=self.schema))
-        except InvalidMessageError as err:
-            dead.append(self.dead_letter(raw, index, str(err)))
+    def _single_row(self, event: dict[str, Any]) -> pa.Table:
+        """``event`` decoded in Python by the same rules; InvalidMessageError says why not."""
+        return pa.Table.from_pylist([self._row(event)], schema=self.schema)
 
     def _row(self, event: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {self.time_field: self._event_time(_lookup(event, self.time_field))}

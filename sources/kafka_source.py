@@ -10,6 +10,7 @@ a resumed run continues with the same offsets and the same watermark.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,8 @@ class ReadOptions:
     bounded: bool
     idle_timeout_s: float | None = None
     batch_size: int = BATCH_SIZE
+    stop: threading.Event | None = None
+    """Once set, every partition sends a last batch flagged ``stopping`` and ends."""
 
 
 class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition]):
@@ -74,6 +77,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._stop_at = stop_at
         self._idle_timeout_s = None if options.bounded else options.idle_timeout_s
         self._batch_size = options.batch_size
+        self._stop = options.stop
         self._progress = progress
         self._ended = False
         self._last_data = self._last_emit = time.monotonic()
@@ -83,6 +87,9 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
     def next_batch(self) -> list[DecodedBatch]:
         if self._ended:
             raise StopIteration
+        if self._stop is not None and self._stop.is_set():
+            self._ended = True
+            return [replace(self._template, stopping=True, prior_max_us=self._position.max_us)]
         raw = self._consume()
         at_end = self._stop_at is not None and self._position.next_offset >= self._stop_at
         # Nothing fetched yet: let bytewax poll the worker's other partitions meanwhile.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +19,11 @@ from flows.aggregate_config import PipelineConfig, aggregation_config, window_sp
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sinks.parquet_files import count_rows
+from sinks.recovery_store import resume_epoch
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker
 from tests.flows import oracle
-from tests.helpers import eventlake, produce_events, read_topic
+from tests.helpers import cli_process, eventlake, produce_events, read_topic
 
 EVENTS = 12_000
 AGGS = ["count", "sum", "mean", "min", "max", "stddev", "p50", "p99", "distinct:region",
@@ -155,3 +159,30 @@ def test_a_pipeline_file_writes_one_table_per_aggregation(
     }
     expected_errors = oracle.tumbling(errors, ("service", "endpoint"), minute)
     assert counted == {k: len(v) for k, v in expected_errors.items()} and counted
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_an_unbounded_run_cleanly_and_the_rerun_resumes_it(
+    broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path, signum: int
+) -> None:
+    command = ["aggregate", "--topic", topic, "--time-field", "ts", "--key", "service",
+               "--value", "latency_ms", "--window", "1m", "--agg", ",".join(AGGS),
+               "--out", str(tmp_path), "--recovery-dir", str(tmp_path / "recovery"),
+               "--snapshot-interval", "0.3s",
+               "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    with cli_process(*command, stderr=subprocess.PIPE) as running:
+        deadline = time.monotonic() + 60
+        while (resume_epoch(tmp_path / "recovery") or 0) < 3 and running.poll() is None:
+            assert time.monotonic() < deadline, "no snapshot was committed"
+            time.sleep(0.05)
+        running.send_signal(signum)
+        _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 0, stderr
+    assert "stopped on request after a last snapshot" in stderr
+    compacted = eventlake("compact", str(tmp_path / WINDOWS_TABLE))
+    assert compacted.returncode == 0 and "left" not in compacted.stderr, "all rows committed"
+
+    resumed = eventlake(*command, "--bounded")
+
+    assert resumed.returncode == 0 and "resuming from epoch" in resumed.stderr
+    assert_windows_match(tmp_path, events, "tumbling")
