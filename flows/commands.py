@@ -113,7 +113,7 @@ def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
 def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:
     """Say how a run stopped by a signal ended; InterruptedRunError if it was bounded."""
     resume = "the same command resumes it" if settings.checkpointing else "it cannot resume"
-    summary = f"stopped on request after a last snapshot; {resume}"
+    summary = f"stopped on request with every buffered row written; {resume}"
     if settings.bounded:
         progress.finish()
         raise InterruptedRunError(f"run {name} interrupted before the end of its input; {resume}")
