@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench acceptance soak clean
+.PHONY: install demo test lint bench acceptance soak notebooks figures clean
 
 install: $(STAMP)
 
@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check flows sources sinks tests benchmarks
-	$(BIN)/ruff format --check flows sources sinks tests benchmarks
+	$(BIN)/ruff check flows sources sinks tests benchmarks notebooks
+	$(BIN)/ruff format --check flows sources sinks tests benchmarks notebooks
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -34,6 +34,16 @@ acceptance: $(STAMP)
 
 soak: $(STAMP)
 	EVENTLAKE_SOAK=1 $(BIN)/python -m pytest tests/flows/test_recovery.py
+
+demo-output: $(STAMP)
+	$(BIN)/eventlake demo
+
+notebooks: demo-output
+	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
+	EVENTLAKE_OUT=$(CURDIR)/demo-output $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
+figures: demo-output
+	EVENTLAKE_OUT=$(CURDIR)/demo-output $(BIN)/python notebooks/export_figures.py
 
 clean:
 	rm -rf $(VENV) demo-output .eventlake

@@ -260,7 +260,8 @@ class FrequentState(_Sketch):
         return ds.frequent_strings_sketch.deserialize(data)
 
 
-def _percent_label(quantile: float) -> str:
+def percent_label(quantile: float) -> str:
+    """The column prefix of a quantile: ``p99`` for 0.99, ``p99_9`` for 0.999."""
     label = f"{quantile * 100:g}".replace(".", "_")
     return f"p{label}"
 
@@ -276,7 +277,7 @@ class Quantiles(Aggregation[KllState]):
     quantiles: tuple[float, ...]
 
     def columns(self) -> Columns:
-        names = [(f"{_percent_label(q)}_{self.field}", pa.float64()) for q in self.quantiles]
+        names = [(f"{percent_label(q)}_{self.field}", pa.float64()) for q in self.quantiles]
         return [*names, (f"sketch_{self.field}", pa.binary())]
 
     def initialize(self) -> KllState:

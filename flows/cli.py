@@ -16,6 +16,7 @@ import click
 from flows.cli_aggregate import aggregate, validate
 from flows.commands import (
     compact_command,
+    describe_tables,
     echo_error,
     produce_command,
     run_command,
@@ -289,6 +290,23 @@ def compact(table_dir: Path, target_size: int) -> None:
 def demo(out: Path, monitoring_events: int, analytics_events: int, seed: int) -> None:
     """Start an embedded broker, produce events, run both flows, show the output."""
     run_demo(DemoSettings(out, monitoring_events, analytics_events, seed))
+
+
+@cli.command("inspect")
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@env_option(
+    "--table",
+    env="INSPECT_TABLE",
+    default=None,
+    help="Show the first rows of this table. [default: none, summaries only]",
+)
+@env_option("--head", env="INSPECT_HEAD", type=click.IntRange(min=0), default=10,
+            help="How many rows --table shows.")  # fmt: skip
+@env_option("--json/--text", "as_json", env="INSPECT_JSON", default=False,
+            help="Print JSON instead of text.")  # fmt: skip
+def inspect_command(out: Path, table: str | None, head: int, as_json: bool) -> None:
+    """Per table of OUT: files, rows, bytes, window_start range, partitions, schema."""
+    click.echo(describe_tables(out, table, head, as_json))
 
 
 cli.add_command(aggregate)

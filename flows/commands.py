@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -10,6 +11,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 from flows.aggregate import PipelineFlow
 from flows.recovery import prepare
@@ -17,6 +21,7 @@ from flows.registry import FlowModule
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
 from sinks.compaction import CompactionReport, compact_table
+from sinks.inspect import head, summarize
 from sinks.parquet_files import count_rows
 from sources.connection import ensure_topic, require_topic
 from sources.errors import BrokerError, ConfigError, InterruptedRunError
@@ -129,6 +134,45 @@ def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
                 f"{out / table} already holds {len(files)} Parquet file(s) from an earlier run; "
                 "pass an empty --out directory or remove that one"
             )
+
+
+def describe_tables(out: Path, table: str | None, rows: int, as_json: bool) -> str:
+    """What ``eventlake inspect`` prints: a summary per table, and ``rows`` rows of
+    ``table`` if given."""
+    summaries = summarize(out)
+    first_rows = None if table is None else head(out, table, rows)
+    if as_json:
+        document: dict[str, Any] = {"tables": [s.as_dict() for s in summaries]}
+        if first_rows is not None:
+            document["head"] = {"table": table, "rows": first_rows.to_pylist()}
+        return json.dumps(document, indent=2, default=str)
+    lines = []
+    for s in summaries:
+        span = f"{s.time_column} {s.first} .. {s.last}" if s.first else "no rows"
+        lines.append(
+            f"{s.table}: {s.files:,} files, {s.rows:,} rows, {s.bytes:,} bytes, "
+            f"{s.partitions} partitions; {span}"
+        )
+        lines += [f"    {column}" for column in s.schema]
+    if first_rows is not None:
+        lines += ["", f"first {first_rows.num_rows} rows of {table}:", *_aligned(first_rows)]
+    return "\n".join(lines)
+
+
+def _aligned(table: pa.Table, width: int = 28) -> list[str]:
+    """``table`` as text lines, one column per field; binary sketches shown by size."""
+
+    def cell(value: Any) -> str:
+        text = f"<{len(value)} bytes>" if isinstance(value, bytes) else str(value)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    cells = [[cell(v) for v in row.values()] for row in table.to_pylist()]
+    header = table.column_names
+    sizes = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    return [
+        "  ".join(text.ljust(size) for text, size in zip(row, sizes, strict=True)).rstrip()
+        for row in [header, *cells]
+    ]
 
 
 def compact_command(table_dir: Path, target_size: int) -> CompactionReport:

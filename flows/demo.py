@@ -16,11 +16,14 @@ from flows.registry import FlowModule
 from flows.settings import DemoSettings, FlowSettings, ProduceSettings
 from sinks.parquet_files import count_rows
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
-from sources.generators import AnalyticsGenerator, MonitoringGenerator
+from sources.generators import DEFAULT_EVENT_RATE, AnalyticsGenerator, MonitoringGenerator
 from sources.producer import ProduceRequest
 
 # A fixed start makes the demo's output the same on every run and machine.
 DEMO_START = datetime(2024, 5, 1, 12, tzinfo=UTC)
+DEMO_EVENT_RATES = {MonitoringGenerator.name: DEFAULT_EVENT_RATE, AnalyticsGenerator.name: 20.0}
+"""Events per second of event time: 100,000 analytics events then span 83 minutes,
+so hopping hours and 30-minute sessions have something to show."""
 
 
 def run_demo(settings: DemoSettings) -> None:
@@ -39,7 +42,13 @@ def run_demo(settings: DemoSettings) -> None:
             (AnalyticsGenerator, settings.analytics_events),
         ):
             request = ProduceRequest(generator.default_topic, count=count)
-            kind_settings = ProduceSettings(generator.name, request, settings.seed, DEMO_START)
+            kind_settings = ProduceSettings(
+                generator.name,
+                request,
+                settings.seed,
+                DEMO_START,
+                event_rate=DEMO_EVENT_RATES[generator.name],
+            )
             produce_command(target, kind_settings)
         flows: tuple[tuple[int, str, FlowModule], ...] = (
             (3, "monitoring", monitoring),

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from sources.broker import EmbeddedBroker
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
+
+DEMO_MONITORING_EVENTS = 60_000
+DEMO_ANALYTICS_EVENTS = 30_000
 
 _topic_numbers = itertools.count()
 
@@ -47,3 +53,17 @@ def new_topic(broker: Broker, request: pytest.FixtureRequest) -> NewTopic:
     """``new_topic(partitions=4)`` creates a topic named after the calling test."""
     prefix = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:80]
     return lambda partitions=4: broker.new_topic(prefix, partitions)
+
+
+@pytest.fixture(scope="session")
+def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ``eventlake demo`` run (its own broker): every table of both flows."""
+    out = tmp_path_factory.mktemp("demo") / "output"
+    demo = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "demo", "--out", str(out),
+         "--monitoring-events", str(DEMO_MONITORING_EVENTS), "--analytics-events",
+         str(DEMO_ANALYTICS_EVENTS)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    return out
