@@ -52,9 +52,12 @@ def load_table(name: str, out: Path | None = None) -> pa.Table:
 
 
 def rollup_quantiles(
-    windows: pa.Table, keys: Sequence[str], sketch_column: str, size_s: float,
+    windows: pa.Table,
+    keys: Sequence[str],
+    sketch_column: str,
+    size_s: float,
     quantiles: Sequence[float],
-) -> pa.Table:  # fmt: skip
+) -> pa.Table:
     """Per key and coarser window of ``size_s``: ``count`` and ``pNN`` from the merged
     KLL sketches of the finer windows inside it."""
     merged: dict[tuple[Any, ...], Any] = {}
@@ -65,7 +68,7 @@ def rollup_quantiles(
         else:
             merged[key] = sketch
     rows = []
-    for key, sketch in sorted(merged.items()):
+    for key, sketch in sorted(merged.items(), key=_null_last):
         row = dict(zip([*keys, "window_start"], key, strict=True))
         row["count"] = sketch.n
         row |= {percent_label(q): sketch.get_quantile(q) for q in quantiles}
@@ -84,7 +87,7 @@ def rollup_distinct(
         union.update(sketches.hll_sketch.deserialize(sketch_bytes))
     rows = [
         {**dict(zip([*keys, "window_start"], key, strict=True)), "distinct": u.get_estimate()}
-        for key, u in sorted(unions.items())
+        for key, u in sorted(unions.items(), key=_null_last)
     ]
     return _with_times(pa.Table.from_pylist(rows))
 
@@ -105,7 +108,7 @@ def averaged_percentiles(
             **dict(zip([*keys, "window_start"], key, strict=True)),
             **dict(zip(columns, np.mean(np.array(rows), axis=0).tolist(), strict=True)),
         }
-        for key, rows in sorted(groups.items())
+        for key, rows in sorted(groups.items(), key=_null_last)
     ]
     return _with_times(pa.Table.from_pylist(rows))
 
@@ -147,3 +150,8 @@ def _with_times(table: pa.Table) -> pa.Table:
     index = table.schema.get_field_index("window_start")
     stamps = pc.cast(table["window_start"], pa.timestamp("us", tz="UTC"))
     return table.set_column(index, "window_start", stamps)
+
+
+def _null_last(item: tuple[tuple[Any, ...], Any]) -> list[tuple[bool, Any]]:
+    """Sort by group key; a null key (allowed by ``eventlake aggregate``) sorts last."""
+    return [(value is None, 0 if value is None else value) for value in item[0]]
