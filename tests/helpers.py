@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -106,3 +108,21 @@ def eventlake(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def writing_flow(target: KafkaTarget, topic: str, work: Path) -> Iterator[Popen[str]]:
+    """An unbounded ``eventlake run monitoring`` over ``topic`` into ``work/out``, with
+    checkpoints in ``work/recovery``, yielded once it has written its first file."""
+    out = work / "out"
+    command = ["run", "monitoring", "--unbounded", "--topic", topic, "--out", str(out),
+               "--recovery-dir", str(work / "recovery"), "--snapshot-interval", "0.2s",
+               "--file-max-age", "0.1s", "--idle-timeout", "1s",
+               "--brokers", target.bootstrap_servers]  # fmt: skip
+    with cli_process(*command, stderr=subprocess.PIPE) as flow:
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while not list(out.rglob("*.parquet")):
+            assert flow.poll() is None, "the unbounded flow stopped"
+            assert time.monotonic() < deadline, "the flow wrote no file"
+            time.sleep(0.05)
+        yield flow

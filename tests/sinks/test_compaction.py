@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from sinks.table_sink import ParquetTableSink, RollingPolicy
 from sources.generators import MonitoringGenerator
 from sources.progress import Progress
 from tests.conftest import Broker, NewTopic
-from tests.helpers import cli_process, eventlake, produce_events
+from tests.helpers import eventlake, produce_events, writing_flow
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([("window_start", UTC_MICROS), ("key", pa.string()), ("value", pa.int64())])
@@ -154,22 +152,10 @@ def test_compaction_refuses_while_a_flow_writes_and_a_killed_flow_leaves_no_lock
     topic = new_topic()
     generator = MonitoringGenerator(seed=3, start=datetime(2024, 5, 1, 8, tzinfo=UTC))
     produce_events(broker.target, topic, generator, 20_000)
-    out, table_dir = tmp_path / "out", tmp_path / "out" / monitoring.TABLE
-    command = ["run", "monitoring", "--unbounded", "--topic", topic, "--out", str(out),
-               "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.2s",
-               "--file-max-age", "0.1s", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
-    with cli_process(*command, stderr=subprocess.PIPE) as flow:
-        wait_for(lambda: data_files(table_dir) or flow.poll() is not None, "the first file")
-        assert flow.poll() is None, "the unbounded flow stopped"
+    table_dir = tmp_path / "out" / monitoring.TABLE
+    with writing_flow(broker.target, topic, tmp_path) as flow:
         refused = eventlake("compact", str(table_dir))
         assert refused.returncode == 1 and "running flow is writing" in refused.stderr
         flow.send_signal(signal.SIGKILL)
     compacted = eventlake("compact", str(table_dir))
     assert compacted.returncode == 0, compacted.stderr
-
-
-def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)

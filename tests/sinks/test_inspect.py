@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pyarrow.dataset as ds
 
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker, NewTopic
-from tests.helpers import cli_process, eventlake, produce_events
+from tests.helpers import eventlake, produce_events, writing_flow
 
 
 def test_summaries_match_the_files(demo_output: Path) -> None:
@@ -65,15 +63,7 @@ def test_inspect_works_while_a_flow_writes(
     start = datetime(2024, 5, 1, 8, tzinfo=UTC)
     produce_events(broker.target, topic, MonitoringGenerator(seed=8, start=start), 20_000)
     out = tmp_path / "out"
-    command = ["run", "monitoring", "--unbounded", "--topic", topic, "--out", str(out),
-               "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.2s",
-               "--file-max-age", "0.1s", "--idle-timeout", "1s",
-               "--brokers", broker.target.bootstrap_servers]  # fmt: skip
-    with cli_process(*command, stderr=subprocess.PIPE) as flow:
-        deadline = time.monotonic() + 60
-        while not list(out.rglob("*.parquet")):
-            assert time.monotonic() < deadline and flow.poll() is None, "no file was written"
-            time.sleep(0.05)
+    with writing_flow(broker.target, topic, tmp_path) as flow:
         for _ in range(3):
             result = eventlake("inspect", str(out), "--json")
             assert result.returncode == 0, result.stderr
