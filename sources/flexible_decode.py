@@ -42,7 +42,12 @@ EPOCH_MS_FROM = 1e11
 
 class FlexibleJsonDecoder(JsonDecoder):
     """Rows of ``time_field``, ``text_fields`` and ``number_fields`` (plus
-    ``invalid_values``) from any JSON object; never raises on bad input."""
+    ``invalid_values``) from any JSON object; never raises on bad input.
+
+    It reuses :class:`JsonDecoder`'s batching and bisection (``decode``) and
+    replaces how a batch and a single message are parsed, so it sets up its own
+    state instead of calling the base initializer.
+    """
 
     def __init__(
         self,
