@@ -8,7 +8,7 @@ before anything starts; each error names the option and the fix.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -63,8 +63,6 @@ class PipelineConfig:
     lateness_s: float = 5.0
     strict: bool = False
     """Dead-letter messages whose value fields are not numbers (else count them)."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Pipeline-file settings that map to ``eventlake run`` options (out, workers, …)."""
 
     def __post_init__(self) -> None:
         check_field("time field", self.time_field)

@@ -97,18 +97,15 @@ def averaged_percentiles(
 ) -> pa.Table:
     """The wrong roll-up, for comparison: the mean of the finer windows' percentiles."""
     groups: dict[tuple[Any, ...], list[list[float]]] = defaultdict(list)
-    starts = _coarse_starts(windows, size_s)
     values = [windows[c].to_pylist() for c in columns]
-    key_values = [windows[k].to_pylist() for k in keys]
-    for index, start in enumerate(starts):
-        key = (*(kv[index] for kv in key_values), start)
+    for index, key in enumerate(_coarse_keys(windows, keys, size_s)):
         groups[key].append([v[index] for v in values])
     rows = [
         {
             **dict(zip([*keys, "window_start"], key, strict=True)),
-            **dict(zip(columns, np.mean(np.array(rows), axis=0).tolist(), strict=True)),
+            **dict(zip(columns, np.mean(np.array(members), axis=0).tolist(), strict=True)),
         }
-        for key, rows in sorted(groups.items(), key=_null_last)
+        for key, members in sorted(groups.items(), key=_null_last)
     ]
     return _with_times(pa.Table.from_pylist(rows))
 
@@ -127,21 +124,21 @@ def demo_events(kind: str, count: int, seed: int = 0) -> pa.Table:
 def _by_coarse_window(
     windows: pa.Table, keys: Sequence[str], column: str, size_s: float
 ) -> list[tuple[tuple[Any, ...], bytes]]:
-    starts = _coarse_starts(windows, size_s)
-    key_values = [windows[k].to_pylist() for k in keys]
     blobs = windows[column].to_pylist()
     return [
-        ((*(kv[index] for kv in key_values), start), blob)
-        for index, (start, blob) in enumerate(zip(starts, blobs, strict=True))
+        (key, blob)
+        for key, blob in zip(_coarse_keys(windows, keys, size_s), blobs, strict=True)
         if blob is not None
     ]
 
 
-def _coarse_starts(windows: pa.Table, size_s: float) -> list[int]:
+def _coarse_keys(windows: pa.Table, keys: Sequence[str], size_s: float) -> list[tuple[Any, ...]]:
+    """Per row: its key values and the start of the ``size_s`` window it falls in."""
     micros = pc.cast(windows["window_start"], pa.int64()).to_numpy()
     size = round(size_s * MICROS)
-    starts: list[int] = (micros - micros % size).tolist()
-    return starts
+    starts = (micros - micros % size).tolist()
+    key_values = [windows[k].to_pylist() for k in keys]
+    return [(*(kv[index] for kv in key_values), start) for index, start in enumerate(starts)]
 
 
 def _with_times(table: pa.Table) -> pa.Table:

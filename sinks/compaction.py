@@ -70,12 +70,12 @@ def compact_table(
     if not table_dir.is_dir():
         raise ConfigError(f"{table_dir} is not a directory; pass OUT/<table>, e.g. output/alerts")
     with hold_for_compaction(table_dir):
-        if not _visible_files(table_dir) and read_sink_marker(table_dir) is None:
+        files = _visible_files(table_dir)  # leftovers below are hidden: not among them
+        if not files and read_sink_marker(table_dir) is None:
             raise ConfigError(f"{table_dir} holds no table; pass OUT/<table>")
         for leftover in table_dir.rglob(f".*{_STAGING_SUFFIX}"):
             shutil.rmtree(leftover)
         committed = _committed_test(table_dir)
-        files = _visible_files(table_dir)
         plans = _plan([path for path in files if committed(path)], target_size)
         groups = [group for directory_groups in plans.values() for group in directory_groups]
         if progress is not None:
