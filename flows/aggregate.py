@@ -15,10 +15,9 @@ import pyarrow.parquet as pq
 from bytewax.dataflow import Dataflow
 
 from flows.aggregate_config import AggregationConfig, PipelineConfig
-from flows.pipeline import LATE_TABLE, build_pipeline
+from flows.pipeline import SHARED_TABLES, build_pipeline
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
-from sources.batches import DEAD_LETTER_TABLE
 from sources.errors import ConfigError
 from sources.flexible_decode import FlexibleJsonDecoder
 from sources.progress import Progress
@@ -48,8 +47,8 @@ class PipelineFlow:
 
     @property
     def TABLES(self) -> tuple[str, ...]:  # noqa: N802
-        """The pipeline's tables, then ``late`` and ``dead_letter``."""
-        return (*(spec.name for spec in self.specs), LATE_TABLE, DEAD_LETTER_TABLE)
+        """The pipeline's tables, then the :data:`SHARED_TABLES`."""
+        return (*(spec.name for spec in self.specs), *SHARED_TABLES)
 
     def build_flow(self, settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
         """The dataflow computing every table of the pipeline."""

@@ -16,6 +16,7 @@ import pyarrow as pa
 from flows.aggregations import Aggregation, Count, Distinct, Quantiles, Stat, TopK
 from flows.durations import parse_duration
 from flows.filters import Filter, parse_filter
+from flows.pipeline import SHARED_TABLES
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sources.errors import ConfigError
 from sources.flexible_decode import INVALID_VALUES, TIME_FORMATS, FlexibleTimeFormat
@@ -24,6 +25,7 @@ STATS = ("sum", "mean", "min", "max", "stddev")
 AGGREGATIONS = ("count", *STATS, "pNN", "distinct[:FIELD]", "topk[:FIELD[:K]]")
 DEFAULT_TOPK = 5
 _QUANTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _FIELD = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*$")
 MICROS = 1_000_000
 
@@ -97,6 +99,7 @@ def aggregation_config(
     filter_text: str | None = None,
 ) -> AggregationConfig:
     """Parse one table's options; ConfigError naming the option otherwise."""
+    check_table_name(table)
     for name in (*keys, *values):
         check_field("--key/--value", name)
     if not keys:
@@ -173,6 +176,18 @@ def check_field(option: str, name: str) -> None:
             f"{option} {name!r} is not a field name; use letters, digits, _ and - and dots "
             "for nested fields, e.g. request.service"
         )
+
+
+def check_table_name(name: str) -> None:
+    """ConfigError unless ``name`` is a plain directory name under ``--out`` that no
+    flow table uses: no path separators, dots, hidden or empty names."""
+    if not _TABLE_NAME.match(name):
+        raise ConfigError(
+            f"table {name!r} is not a table name; it becomes a directory under --out, so use "
+            'letters, digits, _ and - (starting with a letter or digit), e.g. table = "delays"'
+        )
+    if name in SHARED_TABLES:
+        raise ConfigError(f"table {name!r} is reserved for every flow's own table; pick another")
 
 
 def _needs_values(term: str, values: list[str]) -> list[str]:

@@ -14,11 +14,10 @@ import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 
 from flows.aggregations import Count, Distinct, Stat, TopK
-from flows.pipeline import LATE_TABLE, build_pipeline, micros
+from flows.pipeline import SHARED_TABLES, build_pipeline, micros
 from flows.settings import FlowSettings
 from flows.tables import UTC_MICROS, TableSpec
 from flows.windows import Hopping, Session
-from sources.batches import DEAD_LETTER_TABLE
 from sources.decode import JsonDecoder
 from sources.generators import AnalyticsGenerator
 from sources.progress import Progress
@@ -26,7 +25,7 @@ from sources.progress import Progress
 DEFAULT_TOPIC = AnalyticsGenerator.default_topic
 REVENUE_TABLE = "category_revenue"
 SESSIONS_TABLE = "user_sessions"
-TABLES = (REVENUE_TABLE, SESSIONS_TABLE, LATE_TABLE, DEAD_LETTER_TABLE)
+TABLES = (REVENUE_TABLE, SESSIONS_TABLE, *SHARED_TABLES)
 DEFAULT_WINDOW_S = 3600.0
 DEFAULT_SLIDE_S = 900.0
 DEFAULT_SESSION_GAP_S = 1800.0

@@ -33,7 +33,14 @@ from flows.options import (
 )
 from flows.registry import flow_module
 from flows.settings import DemoSettings, ProduceSettings, Runtime
-from sources.broker import DEFAULT_TOPICS, create_topic, read_state, serve
+from sources.broker import (
+    DEFAULT_TOPICS,
+    BrokerState,
+    create_topic,
+    read_state,
+    serve,
+    set_broker_up,
+)
 from sources.connection import resolve_target
 from sources.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
 from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
@@ -73,9 +80,7 @@ def broker(ctx: click.Context, brokers_count: int, topics: str, state_file: Path
         serve(parse_topic_list(topics), brokers_count, state_file)
 
 
-@broker.command("create-topic")
-@click.argument("spec")
-@env_option(
+_running_state_file_option = env_option(
     "--state-file",
     env="STATE_FILE",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -83,10 +88,13 @@ def broker(ctx: click.Context, brokers_count: int, topics: str, state_file: Path
     help="Where the running broker records its address. [default: `eventlake broker "
     "--state-file`, i.e. .eventlake/broker.json]",
 )
-@click.pass_context
-def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) -> None:
-    """Create topic SPEC (NAME[:PARTITIONS]) on the running embedded broker."""
-    topic = parse_topic_spec(spec)
+_broker_id_argument = click.argument(
+    "broker_id", metavar="[ID]", type=click.IntRange(min=1), required=False
+)
+
+
+def _running_broker(ctx: click.Context, state_file: Path | None) -> BrokerState:
+    """The broker recorded in the subcommand's --state-file, else in the group's."""
     assert ctx.parent is not None
     state_file = state_file or ctx.parent.params["state_file"]
     state = read_state(state_file)
@@ -94,8 +102,48 @@ def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) 
         raise BrokerError(
             f"no embedded broker is running (no live {state_file}); start `eventlake broker`"
         )
-    create_topic(state.control_socket, topic)
+    return state
+
+
+@broker.command("create-topic")
+@click.argument("spec")
+@_running_state_file_option
+@click.pass_context
+def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) -> None:
+    """Create topic SPEC (NAME[:PARTITIONS]) on the running embedded broker."""
+    topic = parse_topic_spec(spec)
+    create_topic(_running_broker(ctx, state_file).control_socket, topic)
     click.echo(f"created topic {topic.name} with {topic.partitions} partitions")
+
+
+@broker.command("down")
+@_broker_id_argument
+@_running_state_file_option
+@click.pass_context
+def broker_down(ctx: click.Context, broker_id: int | None, state_file: Path | None) -> None:
+    """Take broker ID, or every broker, down to simulate an outage.
+
+    ID is 1 to the running broker's --brokers-count. A broker that is down drops
+    its connections and refuses clients until `eventlake broker up`; it keeps its data.
+    """
+    _switch_broker(ctx, broker_id, state_file, up=False)
+
+
+@broker.command("up")
+@_broker_id_argument
+@_running_state_file_option
+@click.pass_context
+def broker_up(ctx: click.Context, broker_id: int | None, state_file: Path | None) -> None:
+    """Bring broker ID, or every broker, back up with the data it had."""
+    _switch_broker(ctx, broker_id, state_file, up=True)
+
+
+def _switch_broker(
+    ctx: click.Context, broker_id: int | None, state_file: Path | None, up: bool
+) -> None:
+    set_broker_up(_running_broker(ctx, state_file).control_socket, broker_id, up)
+    which = "every broker" if broker_id is None else f"broker {broker_id}"
+    click.echo(f"{which} is {'up' if up else 'down'}")
 
 
 @cli.command()

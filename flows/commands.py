@@ -22,7 +22,8 @@ from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
-from sinks.parquet_files import count_rows
+from sinks.parquet_files import column_sum, count_rows
+from sources.batches import GAPS_TABLE
 from sources.connection import ensure_topic, require_topic
 from sources.errors import BrokerError, ConfigError, InterruptedRunError
 from sources.generators import GENERATORS, MonitoringGenerator
@@ -112,7 +113,11 @@ def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
         return
     written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
-    progress.finish(f"rows under {settings.out}/: {written}")
+    missing = column_sum(settings.out / GAPS_TABLE, "missing")
+    lost = (
+        f"; {missing:,} messages were deleted from Kafka before they were read" if missing else ""
+    )
+    progress.finish(f"rows under {settings.out}/: {written}{lost}")
 
 
 def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:

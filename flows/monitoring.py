@@ -14,11 +14,10 @@ from bytewax.dataflow import Dataflow
 
 from flows.aggregations import Count, Quantiles, Stat
 from flows.alerts import ALERT_SCHEMA, AlertRules, Baselines, evaluate
-from flows.pipeline import LATE_TABLE, build_pipeline, micros
+from flows.pipeline import SHARED_TABLES, build_pipeline, micros
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
 from flows.windows import Tumbling
-from sources.batches import DEAD_LETTER_TABLE
 from sources.decode import JsonDecoder
 from sources.generators import MonitoringGenerator
 from sources.progress import Progress
@@ -26,7 +25,7 @@ from sources.progress import Progress
 DEFAULT_TOPIC = MonitoringGenerator.default_topic
 TABLE = "service_metrics"
 ALERTS_TABLE = "alerts"
-TABLES = (TABLE, ALERTS_TABLE, LATE_TABLE, DEAD_LETTER_TABLE)
+TABLES = (TABLE, ALERTS_TABLE, *SHARED_TABLES)
 DEFAULT_WINDOW_S = 60.0
 ERROR_STATUS = 500
 

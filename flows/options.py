@@ -19,7 +19,10 @@ from flows.sizes import parse_size
 from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
 from sources.errors import ConfigError
+from sources.event_time import DEFAULT_MAX_FUTURE_S
+from sources.kafka_health import DEFAULT_ON_GAP, ON_GAP_CHOICES, OnGap
 from sources.kafka_source import BATCH_SIZE
+from sources.target import DEFAULT_BROKER_TIMEOUT_S
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,16 +34,22 @@ def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     )
 
 
-class Duration(click.ParamType[float]):
-    """A flag value like ``30s`` or ``5m``, converted to seconds."""
+class Duration(click.ParamType[float | None]):
+    """A flag value like ``30s`` or ``5m``, converted to seconds; with ``allow_none``,
+    ``none`` means no limit (None)."""
 
     name = "DURATION"
 
+    def __init__(self, allow_none: bool = False) -> None:
+        self.allow_none = allow_none
+
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
+    ) -> float | None:
+        if value is None or (self.allow_none and str(value).strip().lower() == "none"):
+            return None
         try:
-            return parse_duration(str(value)).total_seconds()
+            return value if isinstance(value, float) else parse_duration(str(value)).total_seconds()
         except ConfigError as err:
             self.fail(str(err), param, ctx)
 
@@ -72,6 +81,14 @@ class UtcTime(click.ParamType[datetime]):
         if parsed.tzinfo is None:
             self.fail(f"{value!r} has no timezone; add Z or an offset like +02:00", param, ctx)
         return parsed
+
+
+def _shown(seconds: float) -> str:
+    """A default duration as ``--help`` shows it: ``1d``, ``5m``, ``30s``."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:g}s"
 
 
 brokers_option = env_option(
@@ -272,6 +289,7 @@ def runtime_options(command: Callable[..., Any]) -> Any:
         out: Path,
         bounded: bool,
         workers: int,
+        max_future: float | None,
         idle_timeout: float | None,
         batch_size: int,
         rolling: RollingPolicy,
@@ -279,13 +297,15 @@ def runtime_options(command: Callable[..., Any]) -> Any:
         processes: Processes,
         brokers: str | None,
         state_file: Path,
+        on_gap: OnGap,
+        broker_timeout: float,
         **kwargs: Any,
     ) -> Any:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file; pass a directory")
         runtime = Runtime(
-            brokers, state_file, out, bounded, workers, idle_timeout,
-            batch_size, rolling, checkpointing, processes,
+            brokers, state_file, out, bounded, workers, max_future, idle_timeout,
+            batch_size, rolling, checkpointing, processes, on_gap, broker_timeout,
         )  # fmt: skip
         return command(*args, runtime=runtime, **kwargs)
 
@@ -309,6 +329,30 @@ def runtime_options(command: Callable[..., Any]) -> Any:
             type=click.IntRange(1, 64),
             default=1,
             help="bytewax worker threads in this process.",
+        ),
+        env_option(
+            "--max-future",
+            env="MAX_FUTURE",
+            type=Duration(allow_none=True),
+            default=_shown(DEFAULT_MAX_FUTURE_S),
+            help="Events further ahead of the wall clock than this are dead letters, so one "
+            "bad clock cannot become the watermark; `none` turns the check off.",
+        ),
+        env_option(
+            "--on-gap",
+            env="ON_GAP",
+            type=click.Choice(ON_GAP_CHOICES),
+            default=DEFAULT_ON_GAP,
+            help="When offsets were deleted (retention) before the flow read them: record them "
+            "in OUT/gaps and read on (continue), or stop with exit 1 (fail).",
+        ),
+        env_option(
+            "--broker-timeout",
+            env="BROKER_TIMEOUT",
+            type=Duration(),
+            default=_shown(DEFAULT_BROKER_TIMEOUT_S),
+            help="How long to keep retrying at start while Kafka does not answer; an outage "
+            "during a run is always waited out.",
         ),
         env_option(
             "--idle-timeout",

@@ -12,13 +12,23 @@ from bytewax.dataflow import Dataflow, Stream
 from flows.engine import Windowed, late_schema, windowed
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
+from flows.windows import reach_us
 from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, ParquetTableSink, SinkItem
-from sources.batches import DEAD_LETTER_SCHEMA, DEAD_LETTER_TABLE, DecodedBatch
+from sources.batches import (
+    DEAD_LETTER_SCHEMA,
+    DEAD_LETTER_TABLE,
+    GAPS_SCHEMA,
+    GAPS_TABLE,
+    DecodedBatch,
+)
 from sources.decode import JsonDecoder
+from sources.event_time import TimeGuard
 from sources.kafka_source import KafkaBatchSource, ReadOptions
 from sources.progress import Progress
 
 LATE_TABLE = "late"
+SHARED_TABLES = (LATE_TABLE, DEAD_LETTER_TABLE, GAPS_TABLE)
+"""The tables every flow writes besides its own."""
 MICROS = 1_000_000
 
 
@@ -55,6 +65,10 @@ def _dead_letters(batch: DecodedBatch) -> tuple[str, pa.Table]:
     return str(batch.partition), batch.dead_letter_table()
 
 
+def _gaps(batch: DecodedBatch) -> tuple[str, pa.Table]:
+    return str(batch.partition), batch.gap_table()
+
+
 def _end_markers(batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
     last = batch.ended or batch.stopping
     return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)] if last else []
@@ -69,8 +83,14 @@ def build_pipeline(
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written."""
     flow = Dataflow(name)
+    reach = max((reach_us(spec.window) for spec in specs), default=0)
+    decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
     options = ReadOptions(
-        settings.bounded, settings.idle_timeout_s, settings.batch_size, settings.stop
+        settings.bounded,
+        settings.idle_timeout_s,
+        settings.batch_size,
+        settings.stop,
+        settings.on_gap,
     )
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input("kafka", flow, source)
@@ -78,6 +98,8 @@ def build_pipeline(
     pipeline = Pipeline(flow, {}, settings, ends)
     dead = op.map("dead", batches, _dead_letters)
     pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
+    gaps = op.map("gap_rows", batches, _gaps)
+    pipeline.write(GAPS_TABLE, gaps, GAPS_SCHEMA, "detected_at")
     lateness_us = micros(settings.lateness_s)
     late_streams = []
     for spec in specs:

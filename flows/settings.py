@@ -12,10 +12,12 @@ from flows.recovery import Checkpointing
 from flows.runner import SINGLE_PROCESS, Processes
 from sinks.table_sink import RollingPolicy
 from sources.connection import resolve_target
+from sources.event_time import DEFAULT_MAX_FUTURE_S
 from sources.generators import DEFAULT_EVENT_RATE
+from sources.kafka_health import DEFAULT_ON_GAP, OnGap
 from sources.kafka_source import BATCH_SIZE
 from sources.producer import ProduceRequest
-from sources.target import KafkaTarget
+from sources.target import DEFAULT_BROKER_TIMEOUT_S, KafkaTarget
 from sources.topics import DEFAULT_PARTITIONS
 
 DEFAULT_ROLLING = RollingPolicy()
@@ -43,6 +45,8 @@ class FlowSettings:
     """Inactivity that ends a session; None means the flow's default."""
     lateness_s: float = 5.0
     """Allowed lateness: the watermark trails the slowest partition by this much."""
+    max_future_s: float | None = DEFAULT_MAX_FUTURE_S
+    """Events further than this ahead of the wall clock are dead letters (None: no limit)."""
     idle_timeout_s: float | None = 30.0
     """Wall-clock seconds without messages after which a partition stops holding
     the watermark back (unbounded runs only; the one non-deterministic knob)."""
@@ -56,6 +60,9 @@ class FlowSettings:
     """This process's place in a multi-process run."""
     stop: threading.Event | None = None
     """Set (by SIGINT/SIGTERM) to end the run cleanly after a last snapshot."""
+    on_gap: OnGap = DEFAULT_ON_GAP
+    """Offsets deleted before they were read: record them in ``gaps`` and read on
+    (``continue``), or stop with a GapError (``fail``)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,8 @@ class Runtime:
     """Stop at the end offsets present at start, emitting every window."""
     workers: int = 1
     """bytewax worker threads in this process."""
+    max_future_s: float | None = DEFAULT_MAX_FUTURE_S
+    """See :attr:`FlowSettings.max_future_s`."""
     idle_timeout_s: float | None = 30.0
     """See :attr:`FlowSettings.idle_timeout_s`."""
     batch_size: int = BATCH_SIZE
@@ -116,21 +125,27 @@ class Runtime:
     """Where and how often to snapshot; None runs without fault tolerance."""
     processes: Processes = SINGLE_PROCESS
     """This process's place in a multi-process run."""
+    on_gap: OnGap = DEFAULT_ON_GAP
+    """See :attr:`FlowSettings.on_gap`."""
+    broker_timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
+    """How long to keep trying to reach Kafka at start."""
 
     def settings(self, topic: str, **flow: Any) -> FlowSettings:
         """The settings of a flow reading ``topic``, with its own ``flow`` options
         (window, lateness, …) and this runtime; BrokerError/ConfigError if no cluster
         can be found (checked here, after the flow's own options)."""
         return FlowSettings(
-            target=resolve_target(self.brokers, self.state_file),
+            target=resolve_target(self.brokers, self.state_file, self.broker_timeout_s),
             topic=topic,
             out=self.out,
             bounded=self.bounded,
             workers=self.workers,
+            max_future_s=self.max_future_s,
             idle_timeout_s=self.idle_timeout_s,
             batch_size=self.batch_size,
             rolling=self.rolling,
             checkpointing=self.checkpointing,
             processes=self.processes,
+            on_gap=self.on_gap,
             **flow,
         )

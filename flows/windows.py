@@ -75,3 +75,9 @@ class Session:
 
 
 WindowSpec = Tumbling | Hopping | Session
+
+
+def reach_us(window: WindowSpec) -> int:
+    """How far a window reaches from any event in it: its length, or a session's gap
+    (a session ends one gap after its last event)."""
+    return window.gap_us if isinstance(window, Session) else window.size_us

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -57,3 +58,12 @@ def count_rows(directory: Path) -> int:
     if not directory.exists():
         return 0
     return int(ds.dataset(directory, format="parquet").count_rows())
+
+
+def column_sum(directory: Path, column: str) -> int:
+    """The sum of an integer ``column`` over the Parquet files of ``directory`` (0 if
+    it does not exist or has no rows)."""
+    dataset = ds.dataset(directory, format="parquet") if directory.exists() else None
+    if dataset is None or not dataset.files:
+        return 0
+    return int(pc.sum(dataset.to_table(columns=[column])[column]).as_py() or 0)

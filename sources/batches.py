@@ -21,6 +21,20 @@ DEAD_LETTER_SCHEMA = pa.schema(
 )
 
 
+GAPS_TABLE = "gaps"
+GAPS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("expected_offset", pa.int64()),
+        ("first_available_offset", pa.int64()),
+        ("missing", pa.int64()),
+        ("detected_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+"""Offsets a flow needed that the cluster no longer had (retention, size limits)."""
+
+
 @dataclass
 class RawBatch:
     """Messages from one consume call on one partition, as plain picklable lists.
@@ -57,6 +71,7 @@ class DecodedBatch:
     ``idle`` a partition that has had no messages for the idle timeout, and
     ``resumed`` the first batch after such an idle mark. ``stopping`` marks the
     last batch of a run asked to stop (its windows stay open for the resume).
+    ``gaps`` records offsets the cluster no longer had when they were to be read.
     """
 
     records: pa.Table
@@ -70,7 +85,13 @@ class DecodedBatch:
     idle: bool = False
     resumed: bool = False
     stopping: bool = False
+    gaps: list[dict[str, object]] = field(default_factory=list)
+    """Rows of :data:`GAPS_SCHEMA`: offsets found missing before this batch."""
 
     def dead_letter_table(self) -> pa.Table:
         """Dead letters as a table with :data:`DEAD_LETTER_SCHEMA`."""
         return pa.Table.from_pylist(self.dead_letters, schema=DEAD_LETTER_SCHEMA)
+
+    def gap_table(self) -> pa.Table:
+        """Gaps as a table with :data:`GAPS_SCHEMA`."""
+        return pa.Table.from_pylist(self.gaps, schema=GAPS_SCHEMA)

@@ -4,10 +4,12 @@
 It prints the bootstrap servers as the first line of stdout, records them with
 a control-socket path in a JSON state file, creates topics on request over
 that Unix socket (the mock cluster has no CreateTopics API), and on SIGINT or
-SIGTERM removes the state file and returns.
+SIGTERM removes the state file and returns. The same socket takes brokers down
+and brings them up again, to simulate outages.
 
-``EmbeddedBroker`` starts such a process from Python (for tests and the demo)
-and ``create_topic`` asks a running broker for a new topic.
+``EmbeddedBroker`` starts such a process from Python (for tests and the demo),
+``create_topic`` asks a running broker for a new topic and ``set_broker_up``
+takes one of its brokers down or brings it up.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -75,8 +77,35 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _create_topic(cluster: MockCluster, request: dict[str, Any]) -> None:
+    spec = TopicSpec(str(request["create_topic"]), int(request["partitions"]))
+    cluster.create_topic(spec.name, spec.partitions)
+
+
+def _set_broker_up(cluster: MockCluster, request: dict[str, Any]) -> None:
+    broker_id, up = request["broker"], request["up"]
+    if not isinstance(up, bool):
+        raise TypeError(f'"up" must be true or false, not {up!r}')
+    cluster.set_broker_up(None if broker_id is None else int(broker_id), up)
+
+
+# A request is handled by the entry of the first of these keys it holds.
+_REQUEST_HANDLERS: dict[str, Callable[[MockCluster, dict[str, Any]], None]] = {
+    "create_topic": _create_topic,
+    "broker": _set_broker_up,
+}
+
+
+def _handle_request(cluster: MockCluster, request: dict[str, Any]) -> None:
+    kind = next((key for key in _REQUEST_HANDLERS if key in request), None)
+    if kind is None:
+        raise ValueError(f"expected one of the keys {', '.join(_REQUEST_HANDLERS)}")
+    _REQUEST_HANDLERS[kind](cluster, request)
+
+
 class _ControlHandler(socketserver.StreamRequestHandler):
-    """One JSON request per line: {"create_topic": NAME, "partitions": N}."""
+    """One JSON request per line, answered by one JSON line {"ok": ..., "error": ...}:
+    {"create_topic": NAME, "partitions": N}, or {"broker": ID or null, "up": BOOL}."""
 
     server: _ControlServer
 
@@ -86,9 +115,7 @@ class _ControlHandler(socketserver.StreamRequestHandler):
 
     def _answer(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-            spec = TopicSpec(str(request["create_topic"]), int(request["partitions"]))
-            self.server.cluster.create_topic(spec.name, spec.partitions)
+            _handle_request(self.server.cluster, json.loads(line))
         except EventlakeError as err:
             return {"ok": False, "error": str(err)}
         except (ValueError, KeyError, TypeError) as err:
@@ -181,12 +208,29 @@ def create_topic(control_socket: str, spec: TopicSpec, timeout_s: float = 10.0) 
 
     Raises :class:`BrokerError` with the broker's reason if it refuses.
     """
-    request = json.dumps({"create_topic": spec.name, "partitions": spec.partitions})
+    request = {"create_topic": spec.name, "partitions": spec.partitions}
+    _send_request(control_socket, request, timeout_s)
+
+
+def set_broker_up(
+    control_socket: str, broker_id: int | None, up: bool, timeout_s: float = 10.0
+) -> None:
+    """Ask the broker listening on ``control_socket`` to bring broker ``broker_id``
+    (None: every broker) up or take it down; see :meth:`MockCluster.set_broker_up`.
+
+    Returns once it is done. Raises :class:`BrokerError` with the broker's reason
+    (which names the valid ids) if it refuses.
+    """
+    _send_request(control_socket, {"broker": broker_id, "up": up}, timeout_s)
+
+
+def _send_request(control_socket: str, request: dict[str, Any], timeout_s: float) -> None:
+    """Send one control request and wait for its answer; raise BrokerError if refused."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout_s)
             conn.connect(control_socket)
-            conn.sendall(request.encode() + b"\n")
+            conn.sendall(json.dumps(request).encode() + b"\n")
             answer = json.loads(conn.makefile("rb").readline())
     except (OSError, ValueError) as err:
         raise BrokerError(
@@ -246,16 +290,25 @@ class EmbeddedBroker:
     @property
     def target(self) -> KafkaTarget:
         """This broker as a target, with its control socket (so topics can be created)."""
-        state = read_state(self.state_file)
-        if state is None:
-            raise BrokerError("the embedded broker is not running")
+        state = self._running_state()
         return KafkaTarget(state.bootstrap_servers, state.control_socket)
 
     def create_topic(self, spec: TopicSpec) -> None:
         """Create a topic on this broker (see :func:`create_topic`)."""
-        control_socket = self.target.control_socket
-        assert control_socket is not None
-        create_topic(control_socket, spec)
+        create_topic(self._running_state().control_socket, spec)
+
+    def set_broker_up(self, broker_id: int | None, up: bool) -> None:
+        """Bring broker ``broker_id`` (1 to ``brokers_count``; None: every broker)
+        up or take it down (see :func:`set_broker_up`); returns once it is done."""
+        set_broker_up(self._running_state().control_socket, broker_id, up)
+
+    def _running_state(self) -> BrokerState:
+        state = read_state(self.state_file)
+        if state is None:
+            raise BrokerError(
+                "the embedded broker is not running; use it inside `with EmbeddedBroker(...)`"
+            )
+        return state
 
     def __exit__(
         self,

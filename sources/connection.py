@@ -7,18 +7,24 @@ the same way, before doing anything, when no broker can be found or reached.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from sources.broker import create_topic, read_state
 from sources.errors import ConfigError
-from sources.target import KafkaTarget
+from sources.progress import note
+from sources.target import DEFAULT_BROKER_TIMEOUT_S, KafkaTarget
 from sources.topics import TopicSpec
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
-REACH_TIMEOUT_S = 10.0
+T = TypeVar("T")
+REACH_TIMEOUT_S = 5.0
+"""The longest a single attempt to reach Kafka waits."""
 
 NO_BROKER_HELP = (
     "no Kafka brokers: pass --brokers HOST:PORT[,HOST:PORT...] (or set EVENTLAKE_BROKERS), "
@@ -39,29 +45,49 @@ def validate_brokers(brokers: str) -> str:
     return ",".join(entries)
 
 
-def resolve_target(brokers: str | None, state_file: Path) -> KafkaTarget:
-    """The cluster named by ``brokers``, else the running embedded broker.
+def resolve_target(
+    brokers: str | None, state_file: Path, timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
+) -> KafkaTarget:
+    """The cluster named by ``brokers``, else the running embedded broker, tried for
+    ``timeout_s`` at start.
 
     Raises :class:`ConfigError` (with :data:`NO_BROKER_HELP`) if neither exists.
     """
     if brokers:
-        return KafkaTarget(validate_brokers(brokers))
+        return KafkaTarget(validate_brokers(brokers), timeout_s=timeout_s)
     state = read_state(state_file)
     if state is None:
         raise ConfigError(f"{NO_BROKER_HELP} (no running broker recorded in {state_file})")
-    return KafkaTarget(state.bootstrap_servers, state.control_socket)
+    return KafkaTarget(state.bootstrap_servers, state.control_socket, timeout_s)
 
 
-def list_topics(target: KafkaTarget, timeout_s: float = REACH_TIMEOUT_S) -> dict[str, int]:
-    """Topic name → partition count; raises ConfigError if Kafka cannot be reached."""
+def patiently(target: KafkaTarget, call: Callable[[float], T], timeout_s: float | None = None) -> T:
+    """``call(attempt_timeout_s)``, retried with a line per failure while it raises
+    KafkaException, for ``timeout_s`` (default: the target's ``--broker-timeout``);
+    then ConfigError naming the servers tried and the fix."""
+    patience = target.timeout_s if timeout_s is None else timeout_s
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return call(max(min(REACH_TIMEOUT_S, deadline - time.monotonic()), 0.1))
+        except KafkaException as err:
+            reason, left = err.args[0].str(), deadline - time.monotonic()
+            if left <= 0:
+                raise ConfigError(
+                    f"cannot reach Kafka at {target.bootstrap_servers} within {patience:.0f}s "
+                    f"({reason}); check --brokers, start `eventlake broker`, or wait longer "
+                    "with --broker-timeout"
+                ) from err
+            note(
+                f"Kafka at {target.bootstrap_servers} does not answer ({reason}); "
+                f"retrying for {left:.0f}s more (--broker-timeout)"
+            )
+
+
+def list_topics(target: KafkaTarget, timeout_s: float | None = None) -> dict[str, int]:
+    """Topic name → partition count, asked :func:`patiently`."""
     admin = AdminClient(target.client_config())
-    try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as err:
-        raise ConfigError(
-            f"cannot reach Kafka at {target.bootstrap_servers} within {timeout_s:.0f}s "
-            f"({err.args[0].str()}); check --brokers, or start `eventlake broker`"
-        ) from err
+    metadata = patiently(target, lambda attempt_s: admin.list_topics(timeout=attempt_s), timeout_s)
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 

@@ -1,25 +1,32 @@
 """Decode batches of JSON messages into Arrow record batches and dead letters.
 
-The fast path hands the whole batch to Arrow's C++ JSON reader with the flow's
-fixed schema. When that fails, the batch is bisected so only the halves that
-fail are parsed again: k bad messages in n cost O(k log n) parses, and every
-good message still arrives through the same reader (same types, same rules).
+Every message is judged on its own and none can stop a flow (the rules are in
+the README, "What becomes a dead letter"). The fast path hands runs of clean
+messages to Arrow's C++ JSON reader with the flow's fixed schema; messages the
+reader must never see (empty, not starting with ``{``, holding a line break:
+a top-level ``null`` line crashes pyarrow's reader) are judged one by one in
+Python. A run that Arrow rejects is bisected so only the halves that fail are
+parsed again: k bad messages in n cost O(k log n) parses.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from sources.batches import DecodedBatch, RawBatch
-
-_MIN_BLOCK = 1 << 20
-UTC_MICROS = pa.timestamp("us", tz="UTC")
+from sources.errors import InvalidMessageError
+from sources.event_time import UTC_MICROS, TimeGuard, epoch_micros
 
 TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
 _PARSED_AS: dict[str, pa.DataType] = {
@@ -28,6 +35,9 @@ _PARSED_AS: dict[str, pa.DataType] = {
     "epoch_ms": pa.float64(),
 }
 _MICROS_PER_UNIT = {"epoch_s": 1_000_000, "epoch_ms": 1_000}
+_OPEN_BRACE = ord("{")
+_JSON_KINDS = {type(None): "null", list: "an array", str: "a string", int: "a number",
+               float: "a number", bool: "a boolean"}  # fmt: skip
 
 
 class JsonDecoder:
@@ -37,7 +47,8 @@ class JsonDecoder:
     offset (``iso``), or a number of seconds or milliseconds since the epoch.
     In :attr:`schema` it is always ``timestamp[us, UTC]``. It and the
     ``required`` fields must be present and non-null, or the message becomes a
-    dead letter saying which field is missing.
+    dead letter saying which field is missing. Numbers must be finite, and
+    times accepted by the decoder's :class:`TimeGuard` (see :meth:`guarded`).
     """
 
     def __init__(
@@ -52,16 +63,30 @@ class JsonDecoder:
         self.time_field = time_field
         self.time_format = time_format
         self.required = (time_field, *required)
+        self.guard = TimeGuard()
         parse_schema = schema.set(index, pa.field(time_field, _PARSED_AS[time_format]))
         self._options = pa_json.ParseOptions(
             explicit_schema=parse_schema, unexpected_field_behavior="ignore"
         )
 
+    def guarded(self, guard: TimeGuard) -> JsonDecoder:
+        """A copy of this decoder that dead-letters the times ``guard`` rejects."""
+        decoder = copy.copy(self)
+        decoder.guard = guard
+        return decoder
+
     def decode(self, raw: RawBatch) -> DecodedBatch:
-        """Split ``raw`` into valid rows and dead letters; never raises on bad input."""
+        """Split ``raw`` into valid rows (in offset order) and dead letters; never raises
+        on bad input: rows + dead letters = messages."""
         decoded = DecodedBatch(self.schema.empty_table())
         tables: list[pa.Table] = []
-        self._decode_range(raw, 0, len(raw), tables, decoded.dead_letters)
+        lines = NdjsonLines.join(raw.values)
+        start = 0
+        for index in np.flatnonzero(lines.suspect):
+            self._decode_range(raw, lines, start, int(index), tables, decoded.dead_letters)
+            self._decode_single(raw, int(index), tables, decoded.dead_letters)
+            start = int(index) + 1
+        self._decode_range(raw, lines, start, len(raw), tables, decoded.dead_letters)
         if tables:
             decoded.records = pa.concat_tables(tables)
             if decoded.records.num_rows:
@@ -71,62 +96,75 @@ class JsonDecoder:
     def _decode_range(
         self,
         raw: RawBatch,
+        lines: NdjsonLines,
         start: int,
         stop: int,
         tables: list[pa.Table],
         dead: list[dict[str, object]],
     ) -> None:
-        values = raw.values[start:stop]
-        if not values:
+        if start >= stop:
             return
         try:
-            table = self._parse(
-                b"\n".join(value or b"" for value in values), expected_rows=len(values)
-            )
-        except (pa.ArrowInvalid, ValueError):
-            if len(values) == 1:
+            table = self._parse(lines.span(start, stop), expected_rows=stop - start)
+        except Exception:  # any failure of a run: judge its halves, down to single messages
+            if stop - start == 1:
                 self._decode_single(raw, start, tables, dead)
                 return
             middle = (start + stop) // 2
-            self._decode_range(raw, start, middle, tables, dead)
-            self._decode_range(raw, middle, stop, tables, dead)
+            self._decode_range(raw, lines, start, middle, tables, dead)
+            self._decode_range(raw, lines, middle, stop, tables, dead)
             return
         tables.append(table)
 
     def _parse(self, ndjson: bytes, expected_rows: int) -> pa.Table:
-        # One block for the whole batch: a line may not straddle two blocks.
-        read_options = pa_json.ReadOptions(block_size=max(_MIN_BLOCK, len(ndjson) + 1))
-        table = pa_json.read_json(
-            io.BytesIO(ndjson), read_options=read_options, parse_options=self._options
-        )
+        table = read_ndjson(ndjson, self._options)
         if table.num_rows != expected_rows:
-            raise ValueError("a message spans several lines")
+            raise InvalidMessageError("a message holds several JSON values")
         for name in self.required:
             if table.column(name).null_count:
-                raise ValueError(f"required field {name!r} is missing or null")
-        return self._normalize_time(table)
+                raise InvalidMessageError(f"required field {name!r} is missing or null")
+        return self._checked(self._normalize_time(table))
+
+    def _checked(self, table: pa.Table) -> pa.Table:
+        """``table`` if its numbers are finite and its times accepted; else
+        InvalidMessageError naming the first offending value."""
+        for field in table.schema:
+            if pa.types.is_floating(field.type):
+                require_finite(field.name, table[field.name])
+        self.guard.check_column(table[self.time_field])
+        return table
 
     def _normalize_time(self, table: pa.Table) -> pa.Table:
         if self.time_format == "iso":
             return table
         index = table.schema.get_field_index(self.time_field)
-        scaled = pc.multiply(table[self.time_field], _MICROS_PER_UNIT[self.time_format])
-        micros = pc.round(scaled).cast(pa.int64()).cast(UTC_MICROS)
+        micros = epoch_micros(
+            table[self.time_field].combine_chunks(), _MICROS_PER_UNIT[self.time_format]
+        )
         return table.set_column(index, self.time_field, micros)
 
     def _decode_single(
         self, raw: RawBatch, index: int, tables: list[pa.Table], dead: list[dict[str, object]]
     ) -> None:
-        """One message that failed on its own: a row if :meth:`_single_row` can make
-        one, else a dead letter saying why."""
+        """One message on its own: a row if :meth:`_single_row` can make one, else a
+        dead letter saying why (naming the exception class if it was unexpected)."""
         try:
             tables.append(self._single_row(parse_object(raw.values[index])))
         except (pa.ArrowInvalid, ValueError) as err:  # InvalidMessageError included
             dead.append(self.dead_letter(raw, index, str(err)))
+        except Exception as err:  # one message must never stop a flow
+            reason = f"unexpected {type(err).__name__} while decoding: {err}"
+            dead.append(self.dead_letter(raw, index, reason))
 
     def _single_row(self, event: dict[str, Any]) -> pa.Table:
-        """``event`` as one row; here pretty-printed JSON gets a second chance."""
-        return self._parse(json.dumps(event).encode(), expected_rows=1)
+        """``event`` as one row; here pretty-printed JSON gets a second chance, and
+        numbers and booleans in text fields become text."""
+        known = {
+            field.name: _coerced(field, event[field.name])
+            for field in self.schema
+            if field.name in event
+        }
+        return self._parse(json.dumps(known).encode(), expected_rows=1)
 
     @staticmethod
     def dead_letter(raw: RawBatch, index: int, reason: str) -> dict[str, object]:
@@ -142,8 +180,61 @@ class JsonDecoder:
         }
 
 
-class InvalidMessageError(ValueError):
-    """Why one message cannot become a row; the text goes to the dead-letter table."""
+@dataclass(frozen=True)
+class NdjsonLines:
+    """A batch's messages joined by newlines, where each starts and ends, and which
+    are ``suspect``: never to be handed to Arrow's reader."""
+
+    joined: bytes
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    suspect: npt.NDArray[np.bool_]
+
+    @classmethod
+    def join(cls, values: list[bytes | None]) -> NdjsonLines:
+        """Join ``values``; suspect are empty values and tombstones, values not starting
+        with ``{``, and values holding a line break (vectorized: a clean batch costs
+        no Python per message beyond its length)."""
+        blobs = _bytes_only(values)
+        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+        joined = b"\n".join(blobs)
+        ends = np.cumsum(lengths + 1) - 1
+        starts = ends - lengths
+        suspect = lengths == 0
+        first = np.frombuffer(joined, dtype=np.uint8)[starts[~suspect]]
+        suspect[~suspect] = first != _OPEN_BRACE
+        if joined.count(b"\n") != max(len(blobs) - 1, 0) or b"\r" in joined:
+            suspect |= np.array([b"\n" in blob or b"\r" in blob for blob in blobs], dtype=np.bool_)
+        return cls(joined, starts, ends, suspect)
+
+    def span(self, start: int, stop: int) -> bytes:
+        """Messages ``start`` to ``stop - 1`` as NDJSON."""
+        return self.joined[self.starts[start] : self.ends[stop - 1]]
+
+
+def _bytes_only(values: list[bytes | None]) -> list[bytes]:
+    """``values`` with tombstones as empty values; the list itself when it has none."""
+    if None in values:
+        return [value or b"" for value in values]
+    return values  # type: ignore[return-value]  # no None in it
+
+
+def read_ndjson(ndjson: bytes, options: pa_json.ParseOptions) -> pa.Table:
+    """``ndjson`` read by Arrow in one block (a line may not straddle two blocks)."""
+    read_options = pa_json.ReadOptions(block_size=max(1 << 20, len(ndjson) + 1))
+    return pa_json.read_json(io.BytesIO(ndjson), read_options=read_options, parse_options=options)
+
+
+def require_finite(name: str, numbers: pa.ChunkedArray | pa.Array) -> None:
+    """InvalidMessageError if ``numbers`` holds NaN or an infinity (nulls are fine)."""
+    finite = pc.is_finite(numbers)
+    if not pc.sum(pc.invert(finite)).as_py():
+        return
+    first = pc.index(finite, False).as_py()
+    raise InvalidMessageError(
+        f"field {name!r} holds {numbers[first].as_py()}, which is not a finite number "
+        "(JSON has no NaN or Infinity)"
+    )
 
 
 def parse_object(value: bytes | None) -> dict[str, Any]:
@@ -156,6 +247,26 @@ def parse_object(value: bytes | None) -> dict[str, Any]:
         raise InvalidMessageError(f"not UTF-8: {err}") from None
     except json.JSONDecodeError as err:
         raise InvalidMessageError(f"not JSON: {err}") from None
+    except RecursionError:
+        raise InvalidMessageError("not JSON this decoder can read: nested too deeply") from None
     if not isinstance(parsed, dict):
-        raise InvalidMessageError(f"not a JSON object but a {type(parsed).__name__}")
+        kind = _JSON_KINDS.get(type(parsed), type(parsed).__name__)
+        raise InvalidMessageError(f"not a JSON object but {kind}")
     return parsed
+
+
+def as_text(value: bool | int | float) -> str:
+    """A JSON scalar as key text: ``true``, integers of any size, numbers as Arrow
+    writes them; InvalidMessageError for NaN and infinities."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidMessageError(f"{value} is not JSON and cannot be a key")
+    text: str = pa.array([value]).cast(pa.string())[0].as_py()
+    return text
+
+
+def _coerced(field: pa.Field, value: Any) -> Any:
+    if pa.types.is_string(field.type) and isinstance(value, bool | int | float):
+        return as_text(value)
+    return value

@@ -21,3 +21,11 @@ class BrokerError(EventlakeError):
 
 class InterruptedRunError(EventlakeError):
     """The user stopped a run that had a set amount of work (exit code 130)."""
+
+
+class InvalidMessageError(ValueError):
+    """Why one message cannot become a row; the text goes to the dead-letter table."""
+
+
+class GapError(EventlakeError):
+    """Offsets a flow still had to read are gone from Kafka, and ``--on-gap fail`` was set."""

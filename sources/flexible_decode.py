@@ -24,14 +24,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from sources.decode import UTC_MICROS, InvalidMessageError, JsonDecoder
+from sources.decode import JsonDecoder, as_text, read_ndjson, require_finite
+from sources.errors import InvalidMessageError
+from sources.event_time import EPOCH, UTC_MICROS, TimeGuard, epoch_micros
 
 TIME_FORMATS = ("auto", "iso", "epoch_s", "epoch_ms")
 FlexibleTimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms"]
@@ -68,6 +71,7 @@ class FlexibleJsonDecoder(JsonDecoder):
         self.number_fields = tuple(number_fields)
         self.flexible_format = time_format
         self.strict = strict
+        self.guard = TimeGuard()
         self._iso_options = self._parse_options(UTC_MICROS)
         self._epoch_options = self._parse_options(pa.float64())
 
@@ -81,20 +85,31 @@ class FlexibleJsonDecoder(JsonDecoder):
 
     def _parse(self, ndjson: bytes, expected_rows: int) -> pa.Table:
         epoch = self._sniff_epoch(ndjson[: ndjson.find(b"\n") if b"\n" in ndjson else None])
-        options = self._epoch_options if epoch else self._iso_options
-        read_options = pa_json.ReadOptions(block_size=max(1 << 20, len(ndjson) + 1))
-        nested = pa_json.read_json(
-            pa.BufferReader(ndjson), read_options=read_options, parse_options=options
-        )
+        nested = read_ndjson(ndjson, self._epoch_options if epoch else self._iso_options)
         if nested.num_rows != expected_rows:
-            raise ValueError("a message spans several lines")
+            raise InvalidMessageError("a message holds several JSON values")
         columns = {name: _leaf(nested, name) for name in self.schema.names[:-1]}
         if columns[self.time_field].null_count:
-            raise ValueError("a time field is missing")
+            raise InvalidMessageError("a time field is missing")
         if epoch:
             columns[self.time_field] = _epoch_micros(columns[self.time_field], self.flexible_format)
-        columns[INVALID_VALUES] = pa.array([0] * expected_rows, pa.int64())
+        self.guard.check_column(columns[self.time_field])
+        invalid = np.zeros(expected_rows, dtype=np.int64)
+        for name in self.number_fields:
+            columns[name] = self._finite_only(name, columns[name], invalid)
+        columns[INVALID_VALUES] = pa.array(invalid)
         return pa.table(columns, schema=self.schema)
+
+    def _finite_only(self, name: str, numbers: pa.Array, invalid: np.ndarray) -> pa.Array:
+        """``numbers`` with NaN and infinities made null and counted in ``invalid``
+        (with ``strict``: InvalidMessageError)."""
+        not_finite = pc.invert(pc.is_finite(numbers)).fill_null(False)
+        if not pc.any(not_finite).as_py():
+            return numbers
+        if self.strict:
+            require_finite(name, numbers)
+        invalid += np.asarray(not_finite.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return pc.if_else(not_finite, pa.scalar(None, pa.float64()), numbers)
 
     def _sniff_epoch(self, first: bytes) -> bool:
         """Whether this batch's times are numbers (per the first message)."""
@@ -104,13 +119,15 @@ class FlexibleJsonDecoder(JsonDecoder):
             return False
         try:
             value = _lookup(json.loads(first), self.time_field)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return False
         return isinstance(value, int | float) and not isinstance(value, bool)
 
     def _single_row(self, event: dict[str, Any]) -> pa.Table:
         """``event`` decoded in Python by the same rules; InvalidMessageError says why not."""
-        return pa.Table.from_pylist([self._row(event)], schema=self.schema)
+        row = pa.Table.from_pylist([self._row(event)], schema=self.schema)
+        self.guard.check_column(row[self.time_field])
+        return row
 
     def _row(self, event: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {self.time_field: self._event_time(_lookup(event, self.time_field))}
@@ -127,22 +144,27 @@ class FlexibleJsonDecoder(JsonDecoder):
         row[INVALID_VALUES] = invalid
         return row
 
-    def _event_time(self, value: Any) -> datetime:
-        """The event time of a message's time value, or InvalidMessageError saying why not."""
+    def _event_time(self, value: Any) -> int:
+        """The event time (µs) of a message's time value, or InvalidMessageError saying
+        why not."""
         name, form = self.time_field, self.flexible_format
         if value is None:
             raise InvalidMessageError(f"time field {name!r} is missing or null")
         number, is_number = _number(value)
         if is_number and number is not None and form != "iso":
-            scale = 1e3 if form == "epoch_ms" or (form == "auto" and number >= EPOCH_MS_FROM) else 1
-            return datetime.fromtimestamp(number / scale, UTC)
+            scale = (
+                1e3 if form == "epoch_ms" or (form == "auto" and number >= EPOCH_MS_FROM) else 1e6
+            )
+            micros = epoch_micros(pa.array([number]), scale)
+            return int(micros.cast(pa.int64())[0].as_py())
         if isinstance(value, str) and form in ("auto", "iso"):
             try:
                 parsed = datetime.fromisoformat(value)
             except ValueError:
                 pass
             else:
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                return (aware - EPOCH) // timedelta(microseconds=1)
         expected = {
             "auto": "ISO-8601 text or epoch seconds/milliseconds",
             "iso": "ISO-8601 text (--time-format iso)",
@@ -188,7 +210,7 @@ def _epoch_micros(numbers: pa.Array, form: str) -> pa.Array:
         scale = 1_000_000
     else:
         scale = pc.if_else(pc.greater_equal(numbers, EPOCH_MS_FROM), 1_000, 1_000_000)
-    return pc.round(pc.multiply(numbers, scale)).cast(pa.int64()).cast(UTC_MICROS)
+    return epoch_micros(numbers, scale)
 
 
 def _lookup(event: Any, path: str) -> Any:
@@ -203,24 +225,19 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool | int | float):
-        text: str = pa.array([value]).cast(pa.string())[0].as_py()  # as Arrow writes it
-        return text
+        return as_text(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _number(value: Any) -> tuple[float | None, bool]:
-    """(the number, True) for a number or numeric string; (None, True) for null;
-    (None, False) for anything else."""
+    """(the number, True) for a finite number or numeric string; (None, True) for null;
+    (None, False) for anything else (NaN and infinities included)."""
     if value is None:
         return None, True
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None, False
-    if isinstance(value, int | float):
-        return float(value), True
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None, False
-        return (number, True) if math.isfinite(number) else (None, False)
-    return None, False
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # not numeric text; an integer beyond floats
+        return None, False
+    return (number, True) if math.isfinite(number) else (None, False)

@@ -16,13 +16,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from sources.batches import DecodedBatch, RawBatch
-from sources.connection import require_topic
+from sources.connection import patiently, require_topic
 from sources.decode import JsonDecoder
 from sources.errors import BrokerError
-from sources.progress import Progress
+from sources.kafka_health import DEFAULT_ON_GAP, OnGap, OutageReport, gap_error, gap_row
+from sources.progress import Progress, note
 from sources.target import KafkaTarget
 
 CONSUMER_CONFIG = {
@@ -37,6 +38,7 @@ POLL_TIMEOUT_S = 0.0  # take what librdkafka has prefetched; never block the wor
 EMPTY_POLL_PAUSE = timedelta(milliseconds=50)
 HEARTBEAT_S = 1.0
 WATERMARK_TIMEOUT_S = 10.0
+_OFFSET_GONE = (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE)
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,23 @@ class PartitionPosition:
 @dataclass(frozen=True)
 class ReadOptions:
     """How partitions are read: bounded or not, idle timeout (seconds, None = never
-    idle), and the most messages one batch may hold."""
+    idle), the most messages one batch may hold, when to stop, what a gap does."""
 
     bounded: bool
     idle_timeout_s: float | None = None
     batch_size: int = BATCH_SIZE
     stop: threading.Event | None = None
     """Once set, every partition sends a last batch flagged ``stopping`` and ends."""
+    on_gap: OnGap = DEFAULT_ON_GAP
+    """What a gap does: a row of the gaps table and reading on, or a GapError."""
+
+
+@dataclass(frozen=True)
+class _Reporting:
+    """Where a source's readers report: progress, and Kafka outages."""
+
+    progress: Progress | None
+    outage: OutageReport
 
 
 class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition]):
@@ -68,7 +80,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         position: PartitionPosition,
         stop_at: int | None,
         options: ReadOptions,
-        progress: Progress | None,
+        reporting: _Reporting,
     ) -> None:
         self._consumer = consumer
         self._decoder = decoder
@@ -78,7 +90,11 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._idle_timeout_s = None if options.bounded else options.idle_timeout_s
         self._batch_size = options.batch_size
         self._stop = options.stop
-        self._progress = progress
+        self._on_gap = options.on_gap
+        self._progress = reporting.progress
+        self._outage = reporting.outage
+        self._gaps: list[dict[str, object]] = []
+        self._gap_pending = False
         self._ended = False
         self._last_data = self._last_emit = time.monotonic()
         self._idle_sent = False
@@ -94,7 +110,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         at_end = self._stop_at is not None and self._position.next_offset >= self._stop_at
         # Nothing fetched yet: let bytewax poll the worker's other partitions meanwhile.
         self._awake_at = None if raw or at_end else datetime.now(UTC) + EMPTY_POLL_PAUSE
-        if not raw and not at_end:
+        if not raw and not at_end and not self._gaps:
             return self._quiet_batch()
         decoded = self._decoder.decode(raw)
         max_us = _latest(self._position.max_us, decoded.max_us)
@@ -106,7 +122,9 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             prior_max_us=self._position.max_us,
             ended=at_end,
             resumed=self._idle_sent and bool(raw),
+            gaps=self._gaps,
         )
+        self._gaps = []
         self._position = replace(self._position, max_us=max_us)
         self._ended = at_end
         self._last_data = self._last_emit = time.monotonic()
@@ -120,21 +138,69 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         raw = RawBatch(topic, partition)
         if self._stop_at is not None and self._position.next_offset >= self._stop_at:
             return raw
+        if self._gap_pending:
+            self._skip_gap()
+            return raw
         next_offset = self._position.next_offset
         for message in self._consumer.consume(self._batch_size, POLL_TIMEOUT_S):
             error, offset = message.error(), message.offset() or 0
             if error is None:
+                self._outage.fine()
                 if self._stop_at is None or offset < self._stop_at:
                     raw.append(message)
                     next_offset = max(next_offset, offset + 1)
             elif error.code() == KafkaError._PARTITION_EOF:
+                self._outage.fine()
                 # Offsets below the end that are never delivered (transaction
                 # markers, compaction) must not keep a bounded read waiting.
                 next_offset = max(next_offset, offset)
-            else:
+            elif error.code() in _OFFSET_GONE:
+                self._gap_pending = True
+                break
+            elif error.fatal():
                 raise BrokerError(f"reading {topic}[{partition}]: {error.str()}")
+            else:
+                self._outage.trouble(error.str())
         self._position = replace(self._position, next_offset=next_offset)
         return raw
+
+    def seek_from(self, first_available: int) -> None:
+        """Start reading at the position; if the cluster no longer has it, record a
+        gap (or raise GapError) and start at ``first_available``."""
+        if self._position.next_offset < first_available:
+            self._record_gap(first_available)
+        self._assign()
+
+    def _skip_gap(self) -> None:
+        """The next offset is gone: record a gap and read on from the oldest one left
+        (if Kafka does not answer now, the next call tries again)."""
+        partition = TopicPartition(self._template.topic, self._template.partition)
+        try:
+            low, _ = self._consumer.get_watermark_offsets(partition, WATERMARK_TIMEOUT_S)
+        except KafkaException as err:
+            self._outage.trouble(err.args[0].str())
+            return
+        self._gap_pending = False
+        self._record_gap(low)
+        self._assign()
+
+    def _record_gap(self, first_available: int) -> None:
+        topic, partition = self._template.topic, self._template.partition
+        expected = self._position.next_offset
+        if self._on_gap == "fail":
+            raise gap_error(topic, partition, expected, first_available)
+        self._gaps.append(gap_row(topic, partition, expected, first_available, datetime.now(UTC)))
+        note(
+            f"gap: offsets {expected:,}..{first_available - 1:,} of {topic}[{partition}] were "
+            f"deleted before they were read; recorded in the gaps table, reading on"
+        )
+        if self._progress is not None and self._stop_at is not None:
+            self._progress.expect(expected - first_available)
+        self._position = replace(self._position, next_offset=first_available)
+
+    def _assign(self) -> None:
+        topic, partition = self._template.topic, self._template.partition
+        self._consumer.assign([TopicPartition(topic, partition, self._position.next_offset)])
 
     def _quiet_batch(self) -> list[DecodedBatch]:
         """While no messages come: an empty batch flagged idle once the partition has
@@ -185,7 +251,7 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self._topic = topic
         self._decoder = decoder
         self._options = options
-        self._progress = progress
+        self._reporting = _Reporting(progress, OutageReport(target.bootstrap_servers))
         self._partitions: int | None = None
 
     def list_parts(self) -> list[str]:
@@ -202,22 +268,31 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None
     ) -> _PartitionReader:
         """A reader of partition ``for_part`` from ``resume_state`` (else the oldest offset)."""
-        consumer = Consumer({**self._target.client_config(), **CONSUMER_CONFIG})
+        consumer = Consumer(
+            {
+                **self._target.client_config(),
+                **CONSUMER_CONFIG,
+                "error_cb": self._reporting.outage.on_error,
+            }
+        )
         index = int(for_part)
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(self._topic, index), timeout=WATERMARK_TIMEOUT_S
+        partition = TopicPartition(self._topic, index)
+        low, high = patiently(
+            self._target, lambda attempt_s: consumer.get_watermark_offsets(partition, attempt_s)
         )
         position = resume_state or PartitionPosition(low)
         stop_at = high if self._options.bounded else None
-        if stop_at is not None and self._progress is not None:
-            self._progress.expect(stop_at - position.next_offset)
-        consumer.assign([TopicPartition(self._topic, index, position.next_offset)])
+        progress = self._reporting.progress
+        if stop_at is not None and progress is not None:
+            progress.expect(stop_at - position.next_offset)
         template = DecodedBatch(
             self._decoder.schema.empty_table(),
             topic=self._topic,
             partition=index,
             partitions=self._partition_count(),
         )
-        return _PartitionReader(
-            consumer, self._decoder, template, position, stop_at, self._options, self._progress
+        reader = _PartitionReader(
+            consumer, self._decoder, template, position, stop_at, self._options, self._reporting
         )
+        reader.seek_from(low)
+        return reader

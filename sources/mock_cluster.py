@@ -19,6 +19,7 @@ from sources.errors import BrokerError
 _ERRSTR_SIZE = 512
 _RD_KAFKA_PRODUCER = 0
 _ERR_TOPIC_ALREADY_EXISTS = 36
+_ALL_BROKERS = -1  # librdkafka's broker id for "every broker of the cluster"
 
 
 def _load_librdkafka() -> ctypes.CDLL:
@@ -39,6 +40,8 @@ def _load_librdkafka() -> ctypes.CDLL:
     _declare(lib.rd_kafka_mock_cluster_destroy, None, [voidp])
     _declare(lib.rd_kafka_mock_cluster_bootstraps, charp, [voidp])
     _declare(lib.rd_kafka_mock_topic_create, c_int, [voidp, charp, c_int, c_int])
+    _declare(lib.rd_kafka_mock_broker_set_down, c_int, [voidp, ctypes.c_int32])
+    _declare(lib.rd_kafka_mock_broker_set_up, c_int, [voidp, ctypes.c_int32])
     _declare(lib.rd_kafka_err2str, charp, [c_int])
     return lib
 
@@ -53,10 +56,11 @@ class MockCluster:
 
     Callers can rely on: :attr:`bootstrap_servers` accepting real Kafka clients
     over TCP until :meth:`close`; :meth:`create_topic` creating a topic with
-    exactly the requested partition count.
+    exactly the requested partition count; broker ids ``1..brokers_count``.
     """
 
     def __init__(self, brokers_count: int = 1) -> None:
+        self.brokers_count = brokers_count
         self._lib = _load_librdkafka()
         conf = self._lib.rd_kafka_conf_new()
         errstr = ctypes.create_string_buffer(_ERRSTR_SIZE)
@@ -85,6 +89,26 @@ class MockCluster:
         if err:
             reason = self._lib.rd_kafka_err2str(err).decode()
             raise BrokerError(f"cannot create topic {name!r}: {reason}")
+
+    def set_broker_up(self, broker_id: int | None, up: bool) -> None:
+        """Bring broker ``broker_id`` (None: every broker) up, or take it down.
+
+        A broker that goes down closes its client connections and refuses new
+        ones; it keeps its data and its port, and serves again once up. Setting
+        the state a broker already has does nothing. Raises :class:`BrokerError`
+        naming the valid ids if there is no such broker.
+        """
+        set_state = (
+            self._lib.rd_kafka_mock_broker_set_up if up else self._lib.rd_kafka_mock_broker_set_down
+        )
+        err = set_state(self._cluster, _ALL_BROKERS if broker_id is None else broker_id)
+        if err:
+            reason = self._lib.rd_kafka_err2str(err).decode()
+            valid = ", ".join(str(index) for index in range(1, self.brokers_count + 1))
+            raise BrokerError(
+                f"cannot set broker {broker_id} {'up' if up else 'down'}: {reason}; "
+                f"the embedded cluster has broker ids {valid}: pass one, or none for all"
+            )
 
     def close(self) -> None:
         """Stop the brokers and free the cluster; safe to call twice."""

@@ -12,6 +12,12 @@ _TTY_INTERVAL_S = 0.5
 _LOG_INTERVAL_S = 5.0
 
 
+def note(line: str, stream: IO[str] = sys.stderr) -> None:
+    """Print ``line`` on a line of its own, above a progress line being updated."""
+    stream.write(f"\r\033[K{line}\n" if stream.isatty() else f"{line}\n")
+    stream.flush()
+
+
 class Progress:
     """Counts units of work and shows ``label: N events, R/s`` while it runs.
 

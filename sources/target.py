@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
+
+LIBRDKAFKA_LOG = logging.getLogger("eventlake.librdkafka")
+"""Where librdkafka's own log lines go: nowhere (during an outage it logs a refused
+connection many times a second); its errors reach callers as exceptions, error
+callbacks and delivery reports instead."""
+LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+LIBRDKAFKA_LOG.propagate = False
+DEFAULT_BROKER_TIMEOUT_S = 60.0
+"""``--broker-timeout``: how long a command keeps trying to reach Kafka at start."""
 
 
 @dataclass(frozen=True)
@@ -16,12 +27,14 @@ class KafkaTarget:
 
     bootstrap_servers: str
     control_socket: str | None = None
+    timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
+    """How long to keep retrying when the cluster does not answer at start."""
 
     @property
     def embedded(self) -> bool:
         """True for eventlake's embedded broker."""
         return self.control_socket is not None
 
-    def client_config(self) -> dict[str, str | int | float | bool]:
+    def client_config(self) -> dict[str, Any]:
         """librdkafka settings every eventlake client starts from."""
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return {"bootstrap.servers": self.bootstrap_servers, "logger": LIBRDKAFKA_LOG}

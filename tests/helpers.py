@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from sinks.recovery_store import resume_epoch
 from sources.connection import list_topics
 from sources.generators import EventGenerator
 from sources.producer import ProduceRequest, produce
@@ -27,7 +30,12 @@ def produce_raw(target: KafkaTarget, topic: str, values: Sequence[bytes | None])
     """Send ``values`` as they are (for malformed input), keyed by index."""
     producer = Producer(target.client_config())
     for index, value in enumerate(values):
-        producer.produce(topic, value=value, key=str(index).encode())
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(index).encode())
+                break
+            except BufferError:  # the producer's queue is full: let it deliver
+                producer.poll(0.1)
     assert producer.flush(30) == 0
 
 
@@ -126,3 +134,26 @@ def writing_flow(target: KafkaTarget, topic: str, work: Path) -> Iterator[Popen[
             assert time.monotonic() < deadline, "the flow wrote no file"
             time.sleep(0.05)
         yield flow
+
+
+def run_with_kills(command: list[str], kills: int, seed: int) -> None:
+    """Run ``command`` as one process, SIGKILLing it ``kills`` times at random moments
+    after it committed an epoch; the last attempt is not killed and may finish."""
+    rnd = random.Random(seed)
+    recovery_dir = Path(command[command.index("--recovery-dir") + 1])
+    for _ in range(kills):
+        before = max(resume_epoch(recovery_dir) or 1, 1)  # a fresh run starts at epoch 1
+        with cli_process(*command, stderr=subprocess.PIPE) as process:
+            wait_for_a_commit(recovery_dir, before, process)
+            time.sleep(rnd.uniform(0.0, 0.3))
+            process.send_signal(signal.SIGKILL)
+            _, stderr = process.communicate(timeout=240)
+            assert process.returncode == -signal.SIGKILL, f"finished before its kill: {stderr}"
+
+
+def wait_for_a_commit(recovery_dir: Path, before: int, process: subprocess.Popen[str]) -> None:
+    """Block until this run has committed a new epoch, so that the kill lands mid-run."""
+    deadline = time.monotonic() + 60
+    while (resume_epoch(recovery_dir) or 0) <= before and process.poll() is None:
+        assert time.monotonic() < deadline, "no snapshot was ever committed"
+        time.sleep(0.05)

@@ -85,6 +85,31 @@ def test_validate_names_the_file_and_the_mistake(tmp_path: Path, text: str, mess
     assert str(path) in result.stderr and message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("../escaped", "is not a table name"),
+        ("/tmp/abs", "is not a table name"),
+        (".hidden", "is not a table name"),
+        ("", "is not a table name"),
+        ("a/b", "is not a table name"),
+        ("late", "is reserved"),
+        ("gaps", "is reserved"),
+    ],
+)
+def test_a_table_name_that_would_leave_or_clash_in_the_output_is_refused(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    path = tmp_path / "pipeline.toml"
+    path.write_text(
+        f'topic = "t"\ntime_field = "ts"\n[[aggregation]]\ntable = "{table}"\n'
+        'key = ["a"]\nwindow = "1m"\n'
+    )
+    result = eventlake("validate", str(path))
+    assert result.returncode == 2
+    assert f"table {table!r} {message}" in result.stderr
+
+
 def test_events_beyond_the_lateness_are_late_rows_and_nothing_is_lost(
     broker: Broker, new_topic: NewTopic, tmp_path: Path
 ) -> None:

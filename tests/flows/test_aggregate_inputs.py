@@ -35,7 +35,7 @@ GOOD: list[tuple[dict[str, Any], str | None, float | None]] = [
 NOT_A_NUMBER = {"t": "2024-05-01T12:06:00Z", "req": {"svc": "b"}, "v": "abc"}
 DEAD = {
     json.dumps({"t": "tomorrow", "req": {"svc": "a"}, "v": 1}).encode(): "cannot read 'tomorrow'",
-    b"[1, 2]": "not a JSON object but a list",
+    b"[1, 2]": "not a JSON object but an array",
     b'{"t": "2024-05-01T12:00:00Z", "v": ': "not JSON",
     b"\xff\xfe": "not UTF-8",
     b'{"v": 1}': "time field 't' is missing or null",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -24,10 +23,9 @@ from flows.registry import flow_module
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings
 from sinks.faults import MOMENTS
-from sinks.recovery_store import resume_epoch
 from sources.generators import AnalyticsGenerator, EventGenerator, MonitoringGenerator
 from tests.conftest import Broker
-from tests.helpers import cli_process, eventlake, produce_events
+from tests.helpers import cli_process, eventlake, produce_events, run_with_kills
 
 SOAK = os.environ.get("EVENTLAKE_SOAK") == "1"
 """``make soak``: more events and more kills per run."""
@@ -116,29 +114,6 @@ def _command(prepared: Prepared, broker: Broker, tmp_path: Path, interval: str) 
             "--brokers", broker.target.bootstrap_servers]  # fmt: skip
 
 
-def _run_with_kills(command: list[str], kills: int, seed: int) -> None:
-    """Run ``command`` as one process, SIGKILLing it ``kills`` times at random moments
-    after it committed an epoch; the last attempt is not killed and may finish."""
-    rnd = random.Random(seed)
-    recovery_dir = Path(command[command.index("--recovery-dir") + 1])
-    for _ in range(kills):
-        before = max(resume_epoch(recovery_dir) or 1, 1)  # a fresh run starts at epoch 1
-        with cli_process(*command, stderr=subprocess.PIPE) as process:
-            _wait_for_a_commit(recovery_dir, before, process)
-            time.sleep(rnd.uniform(0.0, 0.3))
-            process.send_signal(signal.SIGKILL)
-            _, stderr = process.communicate(timeout=240)
-            assert process.returncode == -signal.SIGKILL, f"finished before its kill: {stderr}"
-
-
-def _wait_for_a_commit(recovery_dir: Path, before: int, process: subprocess.Popen[str]) -> None:
-    """Block until this run has committed a new epoch, so that the kill lands mid-run."""
-    deadline = time.monotonic() + 60
-    while (resume_epoch(recovery_dir) or 0) <= before and process.poll() is None:
-        assert time.monotonic() < deadline, "no snapshot was ever committed"
-        time.sleep(0.05)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -174,7 +149,7 @@ def test_sigkilled_runs_resume_to_exactly_the_uninterrupted_output(
     broker: Broker, prepared: Prepared, tmp_path: Path, resume: str
 ) -> None:
     command = _command(prepared, broker, tmp_path, "0.5s")
-    _run_with_kills(command, KILLS, seed=len(resume))
+    run_with_kills(command, KILLS, seed=len(resume))
     if resume == "2 processes":
         resumed = "\n".join(_run_as_processes(command, 2))
     else:

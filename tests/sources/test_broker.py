@@ -1,11 +1,14 @@
-"""The embedded broker: real clients over TCP, topic creation, the CLI process lifecycle."""
+"""The embedded broker: real clients over TCP, topic creation, outages, the CLI process
+lifecycle."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -157,3 +160,75 @@ def test_stale_state_file_is_ignored(tmp_path: Path) -> None:
         )
     )
     assert read_state(state_file) is None
+
+
+def _accepts_connections(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+def _read_values(consumer: Consumer, count: int, timeout_s: float) -> list[bytes]:
+    """Up to ``count`` message values, reading for at most ``timeout_s``."""
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while len(values) < count and time.monotonic() < deadline:
+        for message in consumer.consume(count - len(values), 0.1):
+            if message.error() is None:
+                values.append(message.value())
+    return values
+
+
+def test_clients_wait_out_an_outage_and_lose_nothing() -> None:
+    embedded = EmbeddedBroker(topics=[TopicSpec("outage", 1)])
+    with embedded as bootstrap:
+        producer = Producer({"bootstrap.servers": bootstrap})
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t"})
+        consumer.assign([TopicPartition("outage", 0, 0)])
+        producer.produce("outage", value=b"before")
+        assert producer.flush(30) == 0
+        assert _read_values(consumer, 1, 30) == [b"before"]
+
+        embedded.set_broker_up(None, up=False)
+        during = [f"during-{i}".encode() for i in range(100)]
+        for value in during:
+            producer.produce("outage", value=value)
+        assert producer.flush(1) == len(during)
+        assert _read_values(consumer, 1, 1) == []
+
+        embedded.set_broker_up(None, up=True)
+        assert producer.flush(30) == 0
+        assert sorted(_read_values(consumer, len(during), 30)) == sorted(during)
+        consumer.close()
+
+
+def test_a_broker_that_is_down_refuses_connections_and_the_others_serve() -> None:
+    embedded = EmbeddedBroker(brokers_count=2)
+    with embedded as bootstrap:
+        first, second = bootstrap.split(",")
+        embedded.set_broker_up(2, up=False)
+        assert _accepts_connections(first) and not _accepts_connections(second)
+        embedded.set_broker_up(2, up=True)
+        assert _accepts_connections(second)
+        with pytest.raises(BrokerError, match="broker ids 1, 2"):
+            embedded.set_broker_up(3, up=False)
+
+
+def test_cli_takes_brokers_down_and_up() -> None:
+    embedded = EmbeddedBroker(brokers_count=2)
+    with embedded as bootstrap:
+        state_file = str(embedded.state_file)
+        down = eventlake("broker", "down", "--state-file", state_file)
+        refused = [not _accepts_connections(address) for address in bootstrap.split(",")]
+        up_one = eventlake("broker", "up", "1", "--state-file", state_file)
+        first, second = (_accepts_connections(address) for address in bootstrap.split(","))
+        unknown = eventlake("broker", "down", "7", "--state-file", state_file)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == "every broker is down" and refused == [True, True]
+    assert up_one.returncode == 0, up_one.stderr
+    assert up_one.stdout.strip() == "broker 1 is up" and first and not second
+    assert unknown.returncode == 1
+    assert "broker 7" in unknown.stderr and "broker ids 1, 2" in unknown.stderr

@@ -60,7 +60,7 @@ def test_bad_messages_become_dead_letters_with_reasons_and_offsets() -> None:
     assert set(letters) == set(bad)
     assert "not JSON" in letters[3]["error"]
     assert "not UTF-8" in letters[7]["error"]
-    assert "not a JSON object but a list" in letters[11]["error"]
+    assert "not a JSON object but an array" in letters[11]["error"]
     assert "'ts' is missing" in letters[13]["error"]
     assert "yesterday" in letters[17]["error"]
     assert "status" in letters[19]["error"]
