@@ -193,10 +193,15 @@ class NdjsonLines:
     @classmethod
     def join(cls, values: list[bytes | None]) -> NdjsonLines:
         """Join ``values``; suspect are empty values and tombstones, values not starting
-        with ``{``, and values holding a line break (vectorized: a clean batch costs
-        no Python per message beyond its length)."""
-        blobs = _bytes_only(values)
-        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+        with ``{`` (pyarrow's reader crashes on a first line ``null``), and values
+        holding a line break (they would count as several rows, or none). A clean
+        batch costs no Python per message and no temporary the size of the batch."""
+        try:
+            lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
+            blobs: list[bytes] = values  # type: ignore[assignment]  # no None in it
+        except TypeError:  # a tombstone (None) among them: an empty message
+            blobs = [value or b"" for value in values]
+            lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
         joined = b"\n".join(blobs)
         ends = np.cumsum(lengths + 1) - 1
         starts = ends - lengths
@@ -210,13 +215,6 @@ class NdjsonLines:
     def span(self, start: int, stop: int) -> bytes:
         """Messages ``start`` to ``stop - 1`` as NDJSON."""
         return self.joined[self.starts[start] : self.ends[stop - 1]]
-
-
-def _bytes_only(values: list[bytes | None]) -> list[bytes]:
-    """``values`` with tombstones as empty values; the list itself when it has none."""
-    if None in values:
-        return [value or b"" for value in values]
-    return values  # type: ignore[return-value]  # no None in it
 
 
 def read_ndjson(ndjson: bytes, options: pa_json.ParseOptions) -> pa.Table:
