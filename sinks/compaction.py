@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from sinks.parquet_files import write_atomically
 from sinks.recovery_store import committed_states
 from sinks.table_lock import hold_for_compaction
-from sinks.table_sink import RollingPolicy, file_sequence, read_sink_marker
+from sinks.table_sink import SINK_MARKER, RollingPolicy, file_sequence, read_sink_marker
 from sources.errors import ConfigError, EventlakeError
 from sources.progress import Progress
 
@@ -64,15 +64,12 @@ def compact_table(
 ) -> CompactionReport:
     """Compact every Hive directory of ``table_dir``; the multiset of rows stays the same.
 
-    Raises ConfigError if ``table_dir`` holds no table, and TableBusyError if a
-    flow is writing it.
+    Raises ConfigError if ``table_dir`` is not a table directory a flow wrote (the
+    output root, a ``date=`` folder…), and TableBusyError if a flow is writing it.
     """
-    if not table_dir.is_dir():
-        raise ConfigError(f"{table_dir} is not a directory; pass OUT/<table>, e.g. output/alerts")
+    _require_table(table_dir)
     with hold_for_compaction(table_dir):
         files = _visible_files(table_dir)  # leftovers below are hidden: not among them
-        if not files and read_sink_marker(table_dir) is None:
-            raise ConfigError(f"{table_dir} holds no table; pass OUT/<table>")
         for leftover in table_dir.rglob(f".*{_STAGING_SUFFIX}"):
             shutil.rmtree(leftover)
         committed = _committed_test(table_dir)
@@ -87,6 +84,23 @@ def compact_table(
         files_written=len(groups),
         rows=rows,
         uncommitted=sum(1 for path in files if not committed(path)),
+    )
+
+
+def _require_table(table_dir: Path) -> None:
+    """ConfigError naming the directory to pass unless a flow's sink wrote ``table_dir``."""
+    if table_dir.is_dir() and read_sink_marker(table_dir) is not None:
+        return
+    owner = next((parent for parent in table_dir.parents if (parent / SINK_MARKER).exists()), None)
+    tables = sorted(p for p in table_dir.glob(f"*/{SINK_MARKER}")) if table_dir.is_dir() else []
+    if owner is not None:
+        hint = f"pass the table directory {owner}"
+    elif tables:
+        hint = f"pass one of its tables, e.g. {tables[0].parent}"
+    else:
+        hint = "pass OUT/<table>, e.g. output/alerts"
+    raise ConfigError(
+        f"{table_dir} is not a table directory of a flow's output (no {SINK_MARKER}); {hint}"
     )
 
 

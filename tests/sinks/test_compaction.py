@@ -137,11 +137,26 @@ def test_readers_during_compaction_see_every_row_exactly_once(tmp_path: Path) ->
     assert table_rows(table_dir) == expected
 
 
-def test_a_directory_that_is_not_a_table_is_a_usage_error(tmp_path: Path) -> None:
-    missing = eventlake("compact", str(tmp_path / "nothing"))
-    assert missing.returncode == 2 and "not a directory" in missing.stderr
-    empty = eventlake("compact", str(tmp_path))
-    assert empty.returncode == 2 and "holds no table" in empty.stderr
+def test_a_directory_that_is_not_a_table_is_a_usage_error_naming_what_to_pass(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    sink_written_table(out / "windows", hours=2, snapshots=1)
+    before = data_files(out)
+    date_dir = next((out / "windows").glob("date=*"))
+
+    outcomes = {
+        "missing": eventlake("compact", str(tmp_path / "nothing")),
+        "empty": eventlake("compact", str(tmp_path)),
+        "output root": eventlake("compact", str(out)),
+        "date folder": eventlake("compact", str(date_dir)),
+    }
+
+    assert all(result.returncode == 2 for result in outcomes.values())
+    assert all("is not a table directory" in result.stderr for result in outcomes.values())
+    assert f"pass one of its tables, e.g. {out / 'windows'}" in outcomes["output root"].stderr
+    assert f"pass the table directory {out / 'windows'}" in outcomes["date folder"].stderr
+    assert data_files(out) == before and not (out / ".eventlake.lock").exists()
     bad_size = eventlake("compact", str(tmp_path), "--target-size", "big")
     assert bad_size.returncode == 2 and "invalid size" in bad_size.stderr
 
