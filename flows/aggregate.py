@@ -51,8 +51,11 @@ class PipelineFlow:
         return (*(spec.name for spec in self.specs), *SHARED_TABLES)
 
     def build_flow(self, settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
-        """The dataflow computing every table of the pipeline."""
-        return build_pipeline("aggregate", settings, self.decoder, self.specs, progress).flow
+        """The dataflow computing every table of the pipeline; ConfigError if the run's
+        definition or an existing table's columns differ."""
+        flow = build_pipeline("aggregate", settings, self.decoder, self.specs, progress).flow
+        self.check_output(settings.out)
+        return flow
 
     def check_output(self, out: Path) -> None:
         """ConfigError if ``out`` holds one of the tables with another schema."""

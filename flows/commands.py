@@ -15,8 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from flows.aggregate import PipelineFlow
-from flows.recovery import prepare
+from flows.recovery import owned, prepare
 from flows.registry import FlowModule
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
@@ -87,8 +86,14 @@ def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
     """Run the flow of ``module`` (called ``name``) to completion (bounded) or until
     interrupted."""
     require_topic(settings.target, settings.topic)
-    if isinstance(module, PipelineFlow):
-        module.check_output(settings.out)
+    with contextlib.ExitStack() as owning:
+        if settings.checkpointing is not None:
+            owning.enter_context(owned(settings.checkpointing.directory, settings.processes))
+        _run_owned(module, name, settings)
+
+
+def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
+    """:func:`run_command` once this process owns the recovery directory."""
     recovery, epoch_interval, resumed_from = None, None, None
     if settings.checkpointing is None:
         status = "no --recovery-dir, so a crash loses this run's progress"
@@ -99,25 +104,29 @@ def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
         status = f"starting fresh with checkpoints in {where}"
         if resumed_from is not None:
             status = f"resuming from epoch {resumed_from} in {where}"
-    if resumed_from is None:
-        _refuse_earlier_output(settings.out, module.TABLES)
-    print(f"run {name}: {status}", file=sys.stderr)
     progress = Progress(f"run {name}")
     with _stop_on_signals() as stop:
-        flow = module.build_flow(replace(settings, stop=stop), progress)
+        flow = module.build_flow(replace(settings, stop=stop), progress)  # checks the definition
+        if resumed_from is None:
+            _refuse_earlier_output(settings.out, module.TABLES)
+        print(f"run {name}: {status}", file=sys.stderr)
         run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
     if stop.is_set():
         _report_stop(name, settings, progress)
-        return
-    if settings.bounded and resumed_from is not None and progress.count == 0:
+    elif settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
-        return
+    else:
+        progress.finish(_summary(module, settings))
+
+
+def _summary(module: FlowModule, settings: FlowSettings) -> str:
+    """Rows written per table, and messages lost to gaps if any."""
     written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
     missing = column_sum(settings.out / GAPS_TABLE, "missing")
     lost = (
         f"; {missing:,} messages were deleted from Kafka before they were read" if missing else ""
     )
-    progress.finish(f"rows under {settings.out}/: {written}{lost}")
+    return f"rows under {settings.out}/: {written}{lost}"
 
 
 def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:

@@ -10,6 +10,7 @@ import pyarrow as pa
 from bytewax.dataflow import Dataflow, Stream
 
 from flows.engine import Windowed, late_schema, windowed
+from flows.run_definition import check_definition, describe
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
 from flows.windows import reach_us
@@ -24,7 +25,7 @@ from sources.batches import (
 from sources.decode import JsonDecoder
 from sources.event_time import TimeGuard
 from sources.kafka_source import KafkaBatchSource, ReadOptions
-from sources.progress import Progress
+from sources.progress import Progress, note
 
 LATE_TABLE = "late"
 SHARED_TABLES = (LATE_TABLE, DEAD_LETTER_TABLE, GAPS_TABLE)
@@ -82,6 +83,10 @@ def build_pipeline(
     progress: Progress | None,
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written."""
+    if settings.checkpointing is not None:
+        definition = describe(name, settings, decoder.time_field, specs)
+        for change in check_definition(settings.checkpointing.directory, definition):
+            note(f"run {name}: {change} since the last run")
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
     decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))

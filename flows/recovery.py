@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
+from flows.runner import Processes
 from sinks.recovery_store import resume_epoch
 from sources.errors import ConfigError
 
+_OWNER_LOCK = ".owner-{}.lock"
 DEFAULT_RECOVERY_PARTITIONS = 16
 """Fixed at creation; enough for 16 workers in all (each worker needs one)."""
 
@@ -31,6 +37,82 @@ class Checkpointing:
     snapshot_interval_s: float = 10.0
     backup_interval_s: float = 30.0
     partitions: int = DEFAULT_RECOVERY_PARTITIONS
+
+
+@contextlib.contextmanager
+def owned(directory: Path, processes: Processes) -> Iterator[None]:
+    """This process's exclusive lock on ``directory`` while inside; it dies with the
+    process (no stale lock after a SIGKILL).
+
+    ConfigError at once, naming the holder's pid and host, if another run holds
+    this process id's lock, or if a run of another process count holds any.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory / _OWNER_LOCK.format(processes.process_id)
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"--recovery-dir {directory} is in use by {_holder(lock_path)}; wait for that "
+                "run to end or stop it, or pass another --recovery-dir"
+            ) from None
+        _refuse_other_process_counts(directory, lock_path, _process_count(processes))
+        lock.truncate(0)
+        lock.write(json.dumps(_owner(processes)))
+        lock.flush()
+        yield
+
+
+def _refuse_other_process_counts(directory: Path, mine: Path, count: int) -> None:
+    for other in sorted(directory.glob(_OWNER_LOCK.format("*"))):
+        if other == mine or not _held(other):
+            continue
+        holder = _read_owner(other)
+        if holder.get("processes") != count:
+            raise ConfigError(
+                f"--recovery-dir {directory} is in use by a run of {holder.get('processes')} "
+                f"processes ({_holder(other)}); this run of {count} cannot share it: stop that "
+                "run first"
+            )
+
+
+def _held(lock_path: Path) -> bool:
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def _process_count(processes: Processes) -> int:
+    return max(len(processes.addresses), 1)
+
+
+def _owner(processes: Processes) -> dict[str, object]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "processes": _process_count(processes),
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _read_owner(lock_path: Path) -> dict[str, Any]:
+    try:
+        owner: dict[str, Any] = json.loads(lock_path.read_text())
+    except (OSError, ValueError):  # being written this very moment
+        return {}
+    return owner
+
+
+def _holder(lock_path: Path) -> str:
+    owner = _read_owner(lock_path)
+    return (
+        f"pid {owner.get('pid', '?')} on host {owner.get('host', '?')} "
+        f"(since {owner.get('since', '?')})"
+    )
 
 
 @contextlib.contextmanager

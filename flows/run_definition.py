@@ -1,0 +1,98 @@
+"""What defines a run, recorded in its recovery directory so a resume cannot change it.
+
+A resume with another topic, time field, keys, window, aggregations, filter or
+output directory would apply old offsets and open windows to a different
+question, mixing both in one table. The definition is written on a fresh run
+and compared on every resume: any difference is refused before the flow runs,
+except the allowed lateness, which may change (with a line saying so).
+Runtime settings (workers, processes, batch size, rolling, intervals) are not
+part of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from flows.settings import FlowSettings
+from flows.tables import TableSpec
+from flows.windows import Hopping, Session, Tumbling, WindowSpec
+from sinks.recovery_store import resume_epoch
+from sources.errors import ConfigError
+
+DEFINITION_FILE = "run-definition.json"
+MAY_CHANGE = ("lateness",)
+_MICROS = 1_000_000
+
+
+def describe(
+    flow: str, settings: FlowSettings, time_field: str, specs: Sequence[TableSpec]
+) -> dict[str, str]:
+    """The definition of a run of ``flow`` with ``settings`` over the tables ``specs``."""
+    definition = {
+        "flow": flow,
+        "topic": settings.topic,
+        "output directory": str(settings.out.resolve()),
+        "time field": time_field,
+        "lateness": f"{settings.lateness_s:g}s",
+    }
+    for spec in specs:
+        columns = [name for a in spec.aggregations for name, _ in a.columns()]
+        definition[f"table {spec.name}"] = (
+            f"keys {', '.join(spec.keys)}; {describe_window(spec.window)}; "
+            f"columns {', '.join(columns)}; filter {spec.where}"
+        )
+    return definition
+
+
+def describe_window(window: WindowSpec) -> str:
+    """``tumbling 60s``, ``hopping 3600s every 900s`` or ``session gap 1800s``."""
+    if isinstance(window, Tumbling):
+        return f"tumbling {window.size_us / _MICROS:g}s"
+    if isinstance(window, Hopping):
+        return f"hopping {window.size_us / _MICROS:g}s every {window.slide_us / _MICROS:g}s"
+    assert isinstance(window, Session)
+    return f"session gap {window.gap_us / _MICROS:g}s"
+
+
+def check_definition(directory: Path, definition: dict[str, str]) -> list[str]:
+    """Record ``definition`` in ``directory`` (a fresh run), or compare it with the
+    recorded one (a resume): ConfigError naming every difference and the way out;
+    else the lines to say about what may change (lateness)."""
+    path = directory / DEFINITION_FILE
+    recorded = _read(path)
+    if recorded is None or resume_epoch(directory) is None:
+        _write(path, definition)
+        return []
+    changed = sorted(key for key in recorded.keys() | definition.keys()
+                     if recorded.get(key) != definition.get(key))  # fmt: skip
+    refused = [key for key in changed if key not in MAY_CHANGE]
+    if refused:
+        was, now = (
+            {key: text.get(key, "none") for key in refused} for text in (recorded, definition)
+        )
+        differences = "; ".join(
+            f"{key}: {was[key]} in the checkpoint, {now[key]} now" for key in refused
+        )
+        raise ConfigError(
+            f"--recovery-dir {directory} holds a run with another definition ({differences}); "
+            "resume it with the same options, or start a new run with a new --recovery-dir "
+            "and an empty --out"
+        )
+    _write(path, definition)
+    return [f"{key} changed from {recorded[key]} to {definition[key]}" for key in changed]
+
+
+def _read(path: Path) -> dict[str, str] | None:
+    try:
+        recorded: dict[str, str] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return recorded
+
+
+def _write(path: Path, definition: dict[str, str]) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(definition, indent=2, sort_keys=True))
+    temp.replace(path)
