@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 from bytewax.dataflow import Stream
 
-from flows.partials import assign, closes_at, event_micros, group, with_windows
+from flows.partials import assign, closes_at, event_micros, group, key_codes, with_windows
 from flows.shard import END_OF_TIME, NEVER, Emitted, ShardInput, WindowShard
 from flows.tables import UTC_MICROS, TableSpec
+from flows.windows import reach_us
 from sources.batches import DecodedBatch
 
 SHARDS = 16
@@ -52,21 +53,36 @@ def late_schema(event_schema: pa.Schema) -> pa.Schema:
 
 
 def route(
-    spec: TableSpec, time_field: str, lateness_us: int, batch: DecodedBatch
+    spec: TableSpec,
+    time_field: str,
+    lateness_us: int,
+    batch: DecodedBatch,
+    floor_us: int | None = None,
 ) -> list[tuple[str, ShardInput]]:
-    """One input per shard: its partials, its possibly-late rows, and the batch's progress."""
+    """One input per shard: its partials, its possibly-late rows, and the batch's progress.
+
+    ``floor_us`` is the newest event time in the checkpoint this run resumed from
+    (None for a fresh run): no shard's restored watermark is past it plus the reach of
+    a window, so rows of windows closing by then are judged as rows.
+    """
     inputs = [
-        ShardInput(batch.partition, batch.partitions, batch.max_us, batch.ended, batch.idle)
+        ShardInput(
+            batch.partition, batch.partitions, batch.max_us, batch.ended, batch.idle,
+            batch.execution,
+        )
         for _ in range(SHARDS)
-    ]
+    ]  # fmt: skip
     records = spec.selected(batch.records)
     if records.num_rows:
         assigned = assign(spec, event_micros(records, time_field))
+        # In this run a shard's watermark never passes a partition's own newest event
+        # minus the lateness, so only rows closing at or before that may be late. A
+        # partition back from idleness may be behind the watermark: all its rows are
+        # judged. A restored watermark may be up to the reach of a window past the floor.
         prior = NEVER if batch.prior_max_us is None else batch.prior_max_us
-        # A shard's watermark never passes a partition's own newest event minus the
-        # lateness, so only rows closing at or before that may be late. A partition
-        # back from idleness may be behind the watermark: all its rows are judged.
-        threshold = END_OF_TIME if batch.resumed else prior - lateness_us
+        threshold = END_OF_TIME if batch.behind else prior - lateness_us
+        if floor_us is not None:
+            threshold = max(threshold, floor_us + reach_us(spec.window))
         maybe_late = closes_at(spec, assigned.starts, assigned.ends) <= threshold
         for partial in group(spec, records, assigned.select(~maybe_late)):
             inputs[shard_of(partial.key)].partials.append(partial)
@@ -76,8 +92,14 @@ def route(
 
 
 def _route_rows(spec: TableSpec, rows: pa.Table, inputs: list[ShardInput]) -> None:
-    keys = zip(*(rows[key].to_pylist() for key in spec.keys), strict=True)
-    shards = np.array([shard_of(key) for key in keys])
+    """Rows to the shards of their keys, hashing each distinct key once."""
+    codes, values = key_codes(spec, rows)
+    distinct, row_key = np.unique(codes, axis=0, return_inverse=True)
+    shard_of_key = np.array(
+        [shard_of(tuple(column[code] for column, code in zip(values, key, strict=True)))
+         for key in distinct]
+    )  # fmt: skip
+    shards = shard_of_key[row_key.reshape(-1)]
     for shard in np.unique(shards):
         inputs[shard].maybe_late = rows.filter(pa.array(shards == shard))
 
@@ -88,10 +110,14 @@ def windowed(
     spec: TableSpec,
     time_field: str,
     lateness_us: int,
+    floor_us: int | None = None,
 ) -> Windowed:
-    """Add the steps computing ``spec`` from ``batches``; see the module docstring."""
+    """Add the steps computing ``spec`` from ``batches`` (``floor_us``: see :func:`route`);
+    see the module docstring."""
     routed = op.flat_map(
-        f"{step_id}_route", batches, lambda batch: route(spec, time_field, lateness_us, batch)
+        f"{step_id}_route",
+        batches,
+        lambda batch: route(spec, time_field, lateness_us, batch, floor_us),
     )
 
     def advance(shard: WindowShard | None, item: ShardInput) -> tuple[WindowShard, list[Emitted]]:

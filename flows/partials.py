@@ -75,7 +75,7 @@ def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partia
     if len(assigned.rows) == 0:
         return []
     derived = spec.derive(records.take(pa.array(assigned.rows)))
-    codes, values = _key_codes(spec, derived)
+    codes, values = key_codes(spec, derived)
     if isinstance(spec.window, Session):
         ids, starts, ends = _session_groups(spec.window, codes, assigned.starts)
     else:
@@ -101,8 +101,9 @@ def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partia
     ]
 
 
-def _key_codes(spec: TableSpec, derived: pa.Table) -> tuple[np.ndarray, list[list[Any]]]:
-    """Each row's key as integer codes (one column per key field), and the values per code."""
+def key_codes(spec: TableSpec, derived: pa.Table) -> tuple[np.ndarray, list[list[Any]]]:
+    """Each row's key as integer codes (one column per key field), and the values per
+    code: ``tuple(values[i][codes[row, i]] ...)`` is the row's key, as partials have it."""
     codes, values = [], []
     for key in spec.keys:
         encoded = pc.dictionary_encode(derived[key].combine_chunks())

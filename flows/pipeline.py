@@ -10,6 +10,7 @@ import pyarrow as pa
 from bytewax.dataflow import Dataflow, Stream
 
 from flows.engine import Windowed, late_schema, windowed
+from flows.recovery import newest_committed_event
 from flows.run_definition import check_definition, describe
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
@@ -27,6 +28,7 @@ from sources.event_time import TimeGuard
 from sources.kafka_source import KafkaBatchSource, ReadOptions
 from sources.progress import Progress, note
 
+SOURCE_STEP = "kafka"
 LATE_TABLE = "late"
 SHARED_TABLES = (LATE_TABLE, DEAD_LETTER_TABLE, GAPS_TABLE)
 """The tables every flow writes besides its own."""
@@ -83,10 +85,7 @@ def build_pipeline(
     progress: Progress | None,
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written."""
-    if settings.checkpointing is not None:
-        definition = describe(name, settings, decoder.time_field, specs)
-        for change in check_definition(settings.checkpointing.directory, definition):
-            note(f"run {name}: {change} since the last run")
+    floor = _resume_floor(name, settings, decoder.time_field, specs)
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
     decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
@@ -98,7 +97,7 @@ def build_pipeline(
         settings.on_gap,
     )
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
-    batches = op.input("kafka", flow, source)
+    batches = op.input(SOURCE_STEP, flow, source)
     ends = op.flat_map("end_of_input", batches, _end_markers)
     pipeline = Pipeline(flow, {}, settings, ends)
     dead = op.map("dead", batches, _dead_letters)
@@ -108,13 +107,27 @@ def build_pipeline(
     lateness_us = micros(settings.lateness_s)
     late_streams = []
     for spec in specs:
-        table = windowed(spec.name, batches, spec, decoder.time_field, lateness_us)
+        table = windowed(spec.name, batches, spec, decoder.time_field, lateness_us, floor)
         pipeline.tables[spec.name] = table
         pipeline.write(spec.name, table.rows, spec.output_schema())
         late_streams.append(table.late)
     late = op.merge("late_rows", *late_streams)
     pipeline.write(LATE_TABLE, late, late_schema(decoder.schema))
     return pipeline
+
+
+def _resume_floor(
+    name: str, settings: FlowSettings, time_field: str, specs: Sequence[TableSpec]
+) -> int | None:
+    """With checkpoints: ConfigError if they hold a run of another definition (and a
+    line for what may change); the newest event time they hold, for :func:`route`."""
+    checkpointing = settings.checkpointing
+    if checkpointing is None:
+        return None
+    definition = describe(name, settings, time_field, specs)
+    for change in check_definition(checkpointing.directory, definition):
+        note(f"run {name}: {change} since the last run")
+    return newest_committed_event(checkpointing.directory, f"{name}.{SOURCE_STEP}")
 
 
 def micros(seconds: float) -> int:

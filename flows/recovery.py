@@ -21,7 +21,7 @@ from typing import Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from flows.runner import Processes
-from sinks.recovery_store import resume_epoch
+from sinks.recovery_store import committed_states, resume_epoch
 from sources.errors import ConfigError
 
 _OWNER_LOCK = ".owner-{}.lock"
@@ -120,6 +120,14 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
     with lock_path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def newest_committed_event(directory: Path, source_step: str) -> int | None:
+    """The newest event time (µs) any partition of the Kafka source ``source_step`` had
+    read in the checkpoint a run on ``directory`` resumes from; None for a fresh run or
+    one that read no event."""
+    positions = committed_states(directory, source_step).values()
+    return max((p.max_us for p in positions if p.max_us is not None), default=None)
 
 
 def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:

@@ -12,6 +12,7 @@ part of it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def check_definition(directory: Path, definition: dict[str, str]) -> list[str]:
     path = directory / DEFINITION_FILE
     recorded = _read(path)
     if recorded is None or resume_epoch(directory) is None:
-        _write(path, definition)
+        if recorded != definition:
+            _write(path, definition)
         return []
     changed = sorted(key for key in recorded.keys() | definition.keys()
                      if recorded.get(key) != definition.get(key))  # fmt: skip
@@ -80,7 +82,8 @@ def check_definition(directory: Path, definition: dict[str, str]) -> list[str]:
             "resume it with the same options, or start a new run with a new --recovery-dir "
             "and an empty --out"
         )
-    _write(path, definition)
+    if changed:
+        _write(path, definition)
     return [f"{key} changed from {recorded[key]} to {definition[key]}" for key in changed]
 
 
@@ -93,6 +96,7 @@ def _read(path: Path) -> dict[str, str] | None:
 
 
 def _write(path: Path, definition: dict[str, str]) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
+    """Atomically; the processes of one run may write the same definition at once."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(json.dumps(definition, indent=2, sort_keys=True))
     temp.replace(path)

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from flows.partials import Assigned, closes_at, event_micros, group
 from flows.tables import Partial, TableSpec
-from flows.windows import Session
+from flows.windows import Session, reach_us
 
 NEVER = -(2**62)
 """A watermark before any event time."""
@@ -41,6 +41,7 @@ class ShardInput:
     max_us: int | None = None
     ended: bool = False
     idle: bool = False
+    execution: int = 0
     partials: list[Partial] = field(default_factory=list)
     maybe_late: pa.Table | None = None
 
@@ -54,9 +55,16 @@ class PartitionClock:
     maxima: dict[int, int] = field(default_factory=dict)
     ended: set[int] = field(default_factory=set)
     idle: set[int] = field(default_factory=set)
+    execution: int = 0
+    """The newest run seen: the first batch of a later run starts every partition
+    afresh (none has ended or is idle)."""
 
     def observe(self, batch: ShardInput) -> None:
         """Record a batch: its maximum event time, end of input, or idleness."""
+        if batch.execution > self.execution:
+            self.execution = batch.execution
+            self.ended.clear()
+            self.idle.clear()
         self.partitions = max(self.partitions, batch.partitions)
         if batch.max_us is not None:
             self.maxima[batch.partition] = max(
@@ -68,17 +76,20 @@ class PartitionClock:
         if batch.ended:
             self.ended.add(batch.partition)
 
-    def watermark(self) -> int:
+    def watermark(self, reach_us: int) -> int:
         """Event time (µs) before which every window may be closed.
 
         The slowest active partition's newest event minus the lateness. Ended
-        and idle partitions do not count; when every partition has ended it is
-        :data:`END_OF_TIME`, and when the rest are idle it follows the newest
-        event seen, so a lull never flushes windows that may still grow.
+        and idle partitions do not count; when the rest are idle it follows the
+        newest event seen, so a lull never flushes windows that may still grow.
+        When every partition has ended it passes every window: the newest event
+        plus ``reach_us`` (the longest a window reaches past an event of it), so a
+        later run judges events of those windows late instead of emitting them twice.
         """
         everyone = range(self.partitions)
         if self.partitions and all(p in self.ended for p in everyone):
-            return END_OF_TIME
+            newest_event = max(self.maxima.values(), default=NEVER)
+            return newest_event + reach_us if newest_event > NEVER else NEVER
         active = [p for p in everyone if p not in self.ended and p not in self.idle]
         known = [self.maxima.get(p, NEVER) for p in active] or list(self.maxima.values())
         newest = min(known) if active else max(known, default=NEVER)
@@ -119,7 +130,8 @@ class WindowShard:
         for partial in batch.partials:
             self._add(spec, partial)
         self.clock.observe(batch)
-        previous, self.watermark = self.watermark, max(self.watermark, self.clock.watermark())
+        reach = reach_us(spec.window)
+        previous, self.watermark = self.watermark, max(self.watermark, self.clock.watermark(reach))
         if self.watermark > previous:
             emitted.closed = self._close(self.watermark)
         return emitted

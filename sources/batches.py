@@ -69,7 +69,9 @@ class DecodedBatch:
     largest event time in ``records``; ``prior_max_us`` the largest in earlier
     batches of the partition. ``ended`` marks the last batch of a bounded read,
     ``idle`` a partition that has had no messages for the idle timeout, and
-    ``resumed`` the first batch after such an idle mark. ``stopping`` marks the
+    ``behind`` a batch of a partition back from idleness that may be behind the
+    watermark (its rows must all be judged). ``execution`` counts the runs on one
+    checkpoint: a higher one starts every partition afresh. ``stopping`` marks the
     last batch of a run asked to stop (its windows stay open for the resume).
     ``gaps`` records offsets the cluster no longer had when they were to be read.
     """
@@ -83,7 +85,8 @@ class DecodedBatch:
     prior_max_us: int | None = None
     ended: bool = False
     idle: bool = False
-    resumed: bool = False
+    behind: bool = False
+    execution: int = 0
     stopping: bool = False
     gaps: list[dict[str, object]] = field(default_factory=list)
     """Rows of :data:`GAPS_SCHEMA`: offsets found missing before this batch."""

@@ -1,6 +1,7 @@
 """When the cluster misbehaves: outages are waited out and said, lost offsets are gaps.
 
-A broker that goes away makes librdkafka retry on its own; readers report each
+Partitions added to a topic while a flow runs are said within a minute (reading them
+needs a restart). A broker that goes away makes librdkafka retry on its own; readers report each
 error to an :class:`OutageReport`, which says every few seconds that the flow
 is waiting and for how long, and once that Kafka is back. Offsets a flow still
 had to read but that retention (or a size limit) deleted become rows of the
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
-from confluent_kafka import KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from sources.errors import GapError
 from sources.progress import note
@@ -24,6 +25,8 @@ OnGap = Literal["continue", "fail"]
 ON_GAP_CHOICES: tuple[OnGap, ...] = ("continue", "fail")
 DEFAULT_ON_GAP: OnGap = "continue"
 REPORT_EVERY_S = 5.0
+WATCH_EVERY_S = 60.0
+WATCH_TIMEOUT_S = 5.0
 QUIET_S = 1.0
 """librdkafka reports a refused connection many times a second while Kafka is down;
 this long without an error, and a message or end of partition, means it is back."""
@@ -80,6 +83,39 @@ class OutageReport:
                 down_s = self._last_error - self._since
                 self._say(f"Kafka at {self._servers} answers again after {down_s:.0f}s")
                 self._since = None
+
+
+class PartitionWatch:
+    """Says once when ``topic`` has more partitions than this run reads (they were added
+    while it ran; bytewax lists a source's partitions only at start): asks the cluster
+    at most every :data:`WATCH_EVERY_S`."""
+
+    def __init__(
+        self, topic: str, partitions: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._topic = topic
+        self._partitions = partitions
+        self._clock = clock
+        self._next_check = clock() + WATCH_EVERY_S
+        self._said = False
+
+    def check(self, consumer: Consumer) -> None:
+        """Ask ``consumer``'s cluster if it is time; a failure waits for the next time."""
+        if self._said or self._clock() < self._next_check:
+            return
+        self._next_check = self._clock() + WATCH_EVERY_S
+        try:
+            metadata = consumer.list_topics(self._topic, timeout=WATCH_TIMEOUT_S)
+        except KafkaException:
+            return
+        now = len(metadata.topics[self._topic].partitions)
+        if now > self._partitions:
+            self._said = True
+            note(
+                f"topic {self._topic} now has {now} partitions, {self._partitions} when this "
+                "run started: stop it (Ctrl-C) and run the same command again to read the new "
+                "ones from their start"
+            )
 
 
 def gap_row(

@@ -22,7 +22,14 @@ from sources.batches import DecodedBatch, RawBatch
 from sources.connection import patiently, require_topic
 from sources.decode import JsonDecoder
 from sources.errors import BrokerError
-from sources.kafka_health import DEFAULT_ON_GAP, OnGap, OutageReport, gap_error, gap_row
+from sources.kafka_health import (
+    DEFAULT_ON_GAP,
+    OnGap,
+    OutageReport,
+    PartitionWatch,
+    gap_error,
+    gap_row,
+)
 from sources.progress import Progress, note
 from sources.target import KafkaTarget
 
@@ -47,6 +54,8 @@ class PartitionPosition:
 
     next_offset: int
     max_us: int | None = None
+    execution: int = 0
+    """Runs (executions) that have read this partition, this one included."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +72,28 @@ class ReadOptions:
     """What a gap does: a row of the gaps table and reading on, or a GapError."""
 
 
+class NewestEvent:
+    """The newest event time the readers of one source in this process have seen."""
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, time_us: int) -> None:
+        """Record a partition's newest event time."""
+        with self._lock:
+            if self.value is None or time_us > self.value:
+                self.value = time_us
+
+
 @dataclass(frozen=True)
-class _Reporting:
-    """Where a source's readers report: progress, and Kafka outages."""
+class _Shared:
+    """What a source's readers in one process share: progress, Kafka outages, the
+    newest event time."""
 
     progress: Progress | None
     outage: OutageReport
+    newest: NewestEvent
 
 
 class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition]):
@@ -80,7 +105,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         position: PartitionPosition,
         stop_at: int | None,
         options: ReadOptions,
-        reporting: _Reporting,
+        shared: _Shared,
     ) -> None:
         self._consumer = consumer
         self._decoder = decoder
@@ -91,8 +116,12 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._batch_size = options.batch_size
         self._stop = options.stop
         self._on_gap = options.on_gap
-        self._progress = reporting.progress
-        self._outage = reporting.outage
+        self._shared = shared
+        self._progress = shared.progress
+        self._outage = shared.outage
+        self._behind_until: int | None = None
+        first = template.partition == 0
+        self._watch = PartitionWatch(template.topic, template.partitions) if first else None
         self._gaps: list[dict[str, object]] = []
         self._gap_pending = False
         self._ended = False
@@ -103,6 +132,8 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
     def next_batch(self) -> list[DecodedBatch]:
         if self._ended:
             raise StopIteration
+        if self._watch is not None:
+            self._watch.check(self._consumer)
         if self._stop is not None and self._stop.is_set():
             self._ended = True
             return [replace(self._template, stopping=True, prior_max_us=self._position.max_us)]
@@ -112,26 +143,46 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._awake_at = None if raw or at_end else datetime.now(UTC) + EMPTY_POLL_PAUSE
         if not raw and not at_end and not self._gaps:
             return self._quiet_batch()
-        decoded = self._decoder.decode(raw)
-        max_us = _latest(self._position.max_us, decoded.max_us)
-        batch = replace(
-            decoded,
-            topic=self._template.topic,
-            partition=self._template.partition,
-            partitions=self._template.partitions,
-            prior_max_us=self._position.max_us,
-            ended=at_end,
-            resumed=self._idle_sent and bool(raw),
-            gaps=self._gaps,
-        )
-        self._gaps = []
-        self._position = replace(self._position, max_us=max_us)
+        if self._idle_sent and raw:  # meanwhile the watermark may have followed the others
+            self._behind_until = self._shared.newest.value
+        batch = self._data_batch(raw, at_end)
         self._ended = at_end
         self._last_data = self._last_emit = time.monotonic()
         self._idle_sent = False
         if self._progress is not None:
             self._progress.advance(len(raw))
         return [batch]
+
+    def _data_batch(self, raw: RawBatch, at_end: bool) -> DecodedBatch:
+        """``raw`` decoded, with the partition's progress; moves the position on."""
+        decoded = self._decoder.decode(raw)
+        t = self._template
+        batch = replace(
+            decoded,
+            topic=t.topic,
+            partition=t.partition,
+            partitions=t.partitions,
+            execution=t.execution,
+            prior_max_us=self._position.max_us,
+            ended=at_end,
+            behind=self._catching_up(),
+            gaps=self._gaps,
+        )
+        self._gaps = []
+        max_us = _latest(self._position.max_us, decoded.max_us)
+        self._position = replace(self._position, max_us=max_us)
+        if max_us is not None:
+            self._shared.newest.observe(max_us)
+        return batch
+
+    def _catching_up(self) -> bool:
+        """Whether this partition, back from idleness, may still be behind the watermark:
+        until its newest event reaches the newest any partition of this process had
+        when it came back."""
+        until, newest = self._behind_until, self._position.max_us
+        if until is not None and newest is not None and newest >= until:
+            self._behind_until = until = None
+        return until is not None
 
     def _consume(self) -> RawBatch:
         topic, partition = self._template.topic, self._template.partition
@@ -251,7 +302,7 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self._topic = topic
         self._decoder = decoder
         self._options = options
-        self._reporting = _Reporting(progress, OutageReport(target.bootstrap_servers))
+        self._shared = _Shared(progress, OutageReport(target.bootstrap_servers), NewestEvent())
         self._partitions: int | None = None
 
     def list_parts(self) -> list[str]:
@@ -272,7 +323,7 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             {
                 **self._target.client_config(),
                 **CONSUMER_CONFIG,
-                "error_cb": self._reporting.outage.on_error,
+                "error_cb": self._shared.outage.on_error,
             }
         )
         index = int(for_part)
@@ -281,8 +332,9 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             self._target, lambda attempt_s: consumer.get_watermark_offsets(partition, attempt_s)
         )
         position = resume_state or PartitionPosition(low)
+        position = replace(position, execution=position.execution + 1)
         stop_at = high if self._options.bounded else None
-        progress = self._reporting.progress
+        progress = self._shared.progress
         if stop_at is not None and progress is not None:
             progress.expect(stop_at - position.next_offset)
         template = DecodedBatch(
@@ -290,9 +342,10 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             topic=self._topic,
             partition=index,
             partitions=self._partition_count(),
+            execution=position.execution,
         )
         reader = _PartitionReader(
-            consumer, self._decoder, template, position, stop_at, self._options, self._reporting
+            consumer, self._decoder, template, position, stop_at, self._options, self._shared
         )
         reader.seek_from(low)
         return reader

@@ -12,8 +12,10 @@ _TTY_INTERVAL_S = 0.5
 _LOG_INTERVAL_S = 5.0
 
 
-def note(line: str, stream: IO[str] = sys.stderr) -> None:
-    """Print ``line`` on a line of its own, above a progress line being updated."""
+def note(line: str, stream: IO[str] | None = None) -> None:
+    """Print ``line`` on a line of its own (on stderr by default), above a progress
+    line being updated."""
+    stream = stream or sys.stderr
     stream.write(f"\r\033[K{line}\n" if stream.isatty() else f"{line}\n")
     stream.flush()
 

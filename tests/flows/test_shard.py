@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from flows.aggregations import Count, Stat
 from flows.engine import late_rows, route
-from flows.shard import END_OF_TIME, NEVER, PartitionClock, ShardInput, WindowShard
+from flows.shard import NEVER, PartitionClock, ShardInput, WindowShard
 from flows.tables import UTC_MICROS, TableSpec
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sources.batches import DecodedBatch
@@ -26,7 +26,10 @@ def spec(window: WindowSpec) -> TableSpec:
 class Engine:
     """route() and one WindowShard per shard key: the flow's path without bytewax."""
 
-    def __init__(self, window: WindowSpec, partitions: int = 1) -> None:
+    def __init__(
+        self, window: WindowSpec, partitions: int = 1, floor_us: int | None = None
+    ) -> None:
+        self.floor_us = floor_us
         self.spec = spec(window)
         self.partitions = partitions
         self.shards: dict[str, WindowShard] = {}
@@ -38,7 +41,8 @@ class Engine:
         events: list[tuple[str, int]],
         ended: bool = False,
         idle: bool = False,
-        resumed: bool = False,
+        behind: bool = False,
+        execution: int = 1,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Events are (key, seconds); returns (closed window rows, late rows)."""
         records = pa.table(
@@ -51,13 +55,14 @@ class Engine:
         max_us = max((t * S for _, t in events), default=None)
         batch = DecodedBatch(
             records, partition=partition, partitions=self.partitions, max_us=max_us,
-            prior_max_us=self.prior.get(partition), ended=ended, idle=idle, resumed=resumed,
+            prior_max_us=self.prior.get(partition), ended=ended, idle=idle, behind=behind,
+            execution=execution,
         )  # fmt: skip
         if max_us is not None:
             self.prior[partition] = max(self.prior.get(partition, max_us), max_us)
         closed: list[dict[str, Any]] = []
         late: list[dict[str, Any]] = []
-        for shard_key, shard_input in route(self.spec, "ts", LATENESS, batch):
+        for shard_key, shard_input in route(self.spec, "ts", LATENESS, batch, self.floor_us):
             shard = self.shards.setdefault(shard_key, WindowShard(LATENESS))
             emitted = shard.process(self.spec, shard_input)
             closed += self.spec.rows(emitted.closed).to_pylist()
@@ -157,9 +162,23 @@ def test_sessions_far_apart_stay_apart() -> None:
 
 def test_clock_without_partitions_has_no_watermark() -> None:
     clock = PartitionClock(LATENESS)
-    assert clock.watermark() == NEVER
-    clock.observe(ShardInput(partition=0, partitions=1, ended=True))
-    assert clock.watermark() == END_OF_TIME
+    assert clock.watermark(MINUTE) == NEVER
+    clock.observe(ShardInput(partition=0, partitions=1, max_us=90 * S, ended=True))
+    assert clock.watermark(MINUTE) == 150 * S  # past every window of its events
+
+
+def test_a_later_run_judges_events_of_windows_closed_at_the_end_of_an_earlier_one() -> None:
+    engine = Engine(Tumbling(MINUTE), partitions=2)
+    engine.send(0, [("a", 10), ("a", 70)], ended=True)
+    closed, _ = engine.send(1, [("a", 20)], ended=True)
+    assert sorted(_window(row) for row in closed) == [("a", 0, 2), ("a", 60, 1)]
+
+    engine.floor_us = 70 * S  # a rerun: the newest event it resumes from
+    closed, late = engine.send(1, [("a", 80), ("a", 130)], execution=2)
+    assert closed == [] and [row["ts"].timestamp() for row in late] == [80]
+    engine.send(1, [], ended=True, execution=2)
+    closed, _ = engine.send(0, [], ended=True, execution=2)
+    assert [_window(row) for row in closed] == [("a", 120, 1)]
 
 
 def test_partition_back_from_idle_cannot_reopen_a_closed_window() -> None:
@@ -168,7 +187,7 @@ def test_partition_back_from_idle_cannot_reopen_a_closed_window() -> None:
     engine.send(1, [], idle=True)
     closed, _ = engine.send(0, [("a", 10), ("a", 100)])
     assert [_window(row) for row in closed] == [("a", 0, 2)]
-    closed, late = engine.send(1, [("a", 30)], resumed=True)
+    closed, late = engine.send(1, [("a", 30)], behind=True)
     assert closed == [] and [row["ts"].timestamp() for row in late] == [30]
     engine.send(0, [], ended=True)
     closed, _ = engine.send(1, [], ended=True)
@@ -179,7 +198,7 @@ def test_a_lull_on_every_partition_does_not_flush_open_windows() -> None:
     engine = Engine(Tumbling(MINUTE))
     engine.send(0, [("a", 10)])
     assert engine.send(0, [], idle=True) == ([], [])  # watermark stays at 10 - 5
-    engine.send(0, [("a", 20)], resumed=True)
+    engine.send(0, [("a", 20)], behind=True)
     closed, _ = engine.send(0, [], ended=True)
     assert [_window(row) for row in closed] == [("a", 0, 2)]
 

@@ -1,0 +1,145 @@
+"""The windowing engine under random interleavings of partitions that go idle, come back
+behind the watermark, end, and start again in a new run: no broker, route + shards only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from flows.engine import route
+from flows.shard import WindowShard
+from flows.windows import Hopping, Session, Tumbling, WindowSpec
+from sources.batches import DecodedBatch
+from tests.flows.test_shard import LATENESS, MINUTE, S, spec
+
+PARTITIONS = 3
+KEYS = ("a", "b", "c", "d")
+
+
+class EngineMachine(RuleBasedStateMachine):
+    """Batches as the Kafka reader makes them (prior maxima, idle and catch-up flags, end
+    of input, a new execution per run) through route() into the shards."""
+
+    window: WindowSpec = Tumbling(MINUTE)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = spec(self.window)
+        self.shards: dict[str, WindowShard] = {}
+        self.execution = 1
+        self.floor: int | None = None
+        self.prior: dict[int, int] = {}
+        self.behind_until: dict[int, int] = {}
+        self.idle_partitions: set[int] = set()
+        self.ended: set[int] = set()
+        self.sent = 0
+        self.counted = 0
+        self.late = 0
+        self.emitted: Counter[tuple[Any, int]] = Counter()
+        self.watermarks: dict[str, int] = {}
+
+    def _batch(self, partition: int, events: list[tuple[str, int]], **flags: Any) -> None:
+        records = pa.table(
+            {
+                "ts": pa.array([t * S for _, t in events], pa.int64()).cast(
+                    pa.timestamp("us", "UTC")
+                ),
+                "key": [key for key, _ in events],
+                "value": [1.0] * len(events),
+            }
+        )
+        max_us = max((t * S for _, t in events), default=None)
+        prior = self.prior.get(partition)
+        if events and partition in self.idle_partitions:  # back: the reader's catch-up rule
+            self.idle_partitions.discard(partition)
+            self.behind_until[partition] = max(self.prior.values(), default=0)
+        until = self.behind_until.get(partition)
+        behind = until is not None and (prior is None or prior < until)
+        batch = DecodedBatch(
+            records, partition=partition, partitions=PARTITIONS, max_us=max_us,
+            prior_max_us=prior, behind=behind, execution=self.execution, **flags,
+        )  # fmt: skip
+        if max_us is not None:
+            self.prior[partition] = max(prior or max_us, max_us)
+            if not behind:
+                self.behind_until.pop(partition, None)
+        self.sent += len(events)
+        for key, shard_input in route(self.spec, "ts", LATENESS, batch, self.floor):
+            shard = self.shards.setdefault(key, WindowShard(LATENESS))
+            emitted = shard.process(self.spec, shard_input)
+            for window in emitted.closed:
+                self.emitted[(window.key, window.start)] += 1
+                self.counted += window.states[0]
+            self.late += 0 if emitted.late is None else emitted.late.num_rows
+            assert shard.watermark >= self.watermarks.get(key, shard.watermark)
+            self.watermarks[key] = shard.watermark
+
+    @rule(
+        partition=st.integers(0, PARTITIONS - 1),
+        events=st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, 1200)), max_size=8),
+    )
+    def data(self, partition: int, events: list[tuple[str, int]]) -> None:
+        if partition not in self.ended:
+            self._batch(partition, events)
+
+    @rule(partition=st.integers(0, PARTITIONS - 1))
+    def idle(self, partition: int) -> None:
+        if partition not in self.ended:
+            self._batch(partition, [], idle=True)
+            self.idle_partitions.add(partition)
+
+    @rule(partition=st.integers(0, PARTITIONS - 1))
+    def end(self, partition: int) -> None:
+        if partition not in self.ended:
+            self._batch(partition, [], ended=True)
+            self.ended.add(partition)
+
+    @rule()
+    def next_run(self) -> None:
+        """A rerun on the same checkpoint, after the end of a bounded run or a stop:
+        every partition reads again."""
+        self.execution += 1
+        self.floor = max(self.prior.values(), default=None)
+        self.ended.clear()
+        self.behind_until.clear()
+        self.idle_partitions.clear()
+
+    @invariant()
+    def each_window_is_emitted_at_most_once(self) -> None:
+        assert all(times == 1 for times in self.emitted.values()), self.emitted.most_common(1)
+
+    @invariant()
+    def every_row_is_counted_late_or_still_open(self) -> None:
+        still_open = sum(
+            window.states[0]
+            for shard in self.shards.values()
+            for windows in shard.open.values()
+            for window in windows
+        )
+        assert self.counted + self.late + still_open == self.sent
+
+
+class HoppingMachine(EngineMachine):
+    window = Hopping(2 * MINUTE, MINUTE)
+
+    @invariant()
+    def every_row_is_counted_late_or_still_open(self) -> None:
+        """Each event is in two hopping windows: checked by the emit-once rule only."""
+
+
+class SessionMachine(EngineMachine):
+    window = Session(90 * S)
+
+
+RUNS = settings(max_examples=100, stateful_step_count=40, deadline=None)
+TestTumbling = EngineMachine.TestCase
+TestTumbling.settings = RUNS
+TestHopping = HoppingMachine.TestCase
+TestHopping.settings = RUNS
+TestSessions = SessionMachine.TestCase
+TestSessions.settings = RUNS
