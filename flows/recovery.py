@@ -22,6 +22,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from flows.runner import Processes
 from sinks.recovery_store import committed_states, resume_epoch
+from sinks.table_lock import lock_now
 from sources.errors import ConfigError
 
 _OWNER_LOCK = ".owner-{}.lock"
@@ -50,13 +51,11 @@ def owned(directory: Path, processes: Processes) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
     lock_path = directory / _OWNER_LOCK.format(processes.process_id)
     with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_now(lock, fcntl.LOCK_EX):
             raise ConfigError(
                 f"--recovery-dir {directory} is in use by {_holder(lock_path)}; wait for that "
                 "run to end or stop it, or pass another --recovery-dir"
-            ) from None
+            )
         _refuse_other_process_counts(directory, lock_path, _process_count(processes))
         lock.truncate(0)
         lock.write(json.dumps(_owner(processes)))
@@ -79,11 +78,7 @@ def _refuse_other_process_counts(directory: Path, mine: Path, count: int) -> Non
 
 def _held(lock_path: Path) -> bool:
     with lock_path.open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        return False
+        return not lock_now(lock, fcntl.LOCK_SH)
 
 
 def _process_count(processes: Processes) -> int:

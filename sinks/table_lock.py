@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from sources.errors import EventlakeError
+from sources.progress import note
 
 LOCK_NAME = ".eventlake.lock"
 
@@ -25,15 +25,23 @@ class TableBusyError(EventlakeError):
     """A flow is writing the table that a maintenance command wants to change."""
 
 
+def lock_now(lock: IO[str], operation: int) -> bool:
+    """Take ``flock`` ``operation`` (LOCK_SH or LOCK_EX) on ``lock`` without waiting;
+    False if another process holds a conflicting lock."""
+    try:
+        fcntl.flock(lock, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def hold_for_writing(table_dir: Path) -> IO[str]:
     """A shared lock on ``table_dir`` (created if needed), held until the returned
     file is closed; waits, saying so, while a compaction runs."""
     table_dir.mkdir(parents=True, exist_ok=True)
     lock = (table_dir / LOCK_NAME).open("a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"waiting for the compaction of {table_dir} to finish", file=sys.stderr)
+    if not lock_now(lock, fcntl.LOCK_SH):
+        note(f"waiting for the compaction of {table_dir} to finish")
         fcntl.flock(lock, fcntl.LOCK_SH)
     return lock
 
@@ -43,11 +51,9 @@ def hold_for_compaction(table_dir: Path) -> Iterator[None]:
     """The exclusive lock on ``table_dir`` while inside; TableBusyError at once if a
     flow is writing it."""
     with (table_dir / LOCK_NAME).open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_now(lock, fcntl.LOCK_EX):
             raise TableBusyError(
                 f"a running flow is writing {table_dir}; stop it (or let its bounded run "
                 "finish), then compact again"
-            ) from None
+            )
         yield
