@@ -122,6 +122,7 @@ def windowed(
 
     def advance(shard: WindowShard | None, item: ShardInput) -> tuple[WindowShard, list[Emitted]]:
         shard = shard or WindowShard(lateness_us)
+        shard.clock.lateness_us = lateness_us  # --lateness may change between runs
         return shard, [shard.process(spec, item)]
 
     emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)

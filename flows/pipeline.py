@@ -10,7 +10,7 @@ import pyarrow as pa
 from bytewax.dataflow import Dataflow, Stream
 
 from flows.engine import Windowed, late_schema, windowed
-from flows.recovery import newest_committed_event
+from flows.recovery import ResumePoint, resume_point
 from flows.run_definition import check_definition, describe
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
@@ -85,7 +85,7 @@ def build_pipeline(
     progress: Progress | None,
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written."""
-    floor = _resume_floor(name, settings, decoder.time_field, specs)
+    resumed = _resume_point(name, settings, decoder.time_field, specs)
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
     decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
@@ -95,6 +95,7 @@ def build_pipeline(
         settings.batch_size,
         settings.stop,
         settings.on_gap,
+        resumed.execution,
     )
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input(SOURCE_STEP, flow, source)
@@ -107,7 +108,9 @@ def build_pipeline(
     lateness_us = micros(settings.lateness_s)
     late_streams = []
     for spec in specs:
-        table = windowed(spec.name, batches, spec, decoder.time_field, lateness_us, floor)
+        table = windowed(
+            spec.name, batches, spec, decoder.time_field, lateness_us, resumed.newest_event_us
+        )
         pipeline.tables[spec.name] = table
         pipeline.write(spec.name, table.rows, spec.output_schema())
         late_streams.append(table.late)
@@ -116,18 +119,18 @@ def build_pipeline(
     return pipeline
 
 
-def _resume_floor(
+def _resume_point(
     name: str, settings: FlowSettings, time_field: str, specs: Sequence[TableSpec]
-) -> int | None:
+) -> ResumePoint:
     """With checkpoints: ConfigError if they hold a run of another definition (and a
-    line for what may change); the newest event time they hold, for :func:`route`."""
+    line for what may change); where the runs before this one left the source."""
     checkpointing = settings.checkpointing
     if checkpointing is None:
-        return None
+        return ResumePoint()
     definition = describe(name, settings, time_field, specs)
     for change in check_definition(checkpointing.directory, definition):
         note(f"run {name}: {change} since the last run")
-    return newest_committed_event(checkpointing.directory, f"{name}.{SOURCE_STEP}")
+    return resume_point(checkpointing.directory, f"{name}.{SOURCE_STEP}")
 
 
 def micros(seconds: float) -> int:

@@ -12,11 +12,12 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
@@ -48,10 +49,10 @@ def owned(directory: Path, processes: Processes) -> Iterator[None]:
     ConfigError at once, naming the holder's pid and host, if another run holds
     this process id's lock, or if a run of another process count holds any.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    _require_directory(directory)
     lock_path = directory / _OWNER_LOCK.format(processes.process_id)
     with lock_path.open("a+") as lock:
-        if not lock_now(lock, fcntl.LOCK_EX):
+        if not _lock_soon(lock):
             raise ConfigError(
                 f"--recovery-dir {directory} is in use by {_holder(lock_path)}; wait for that "
                 "run to end or stop it, or pass another --recovery-dir"
@@ -68,12 +69,28 @@ def _refuse_other_process_counts(directory: Path, mine: Path, count: int) -> Non
         if other == mine or not _held(other):
             continue
         holder = _read_owner(other)
-        if holder.get("processes") != count:
+        if holder.get("processes") not in (None, count):  # None: being written right now
             raise ConfigError(
                 f"--recovery-dir {directory} is in use by a run of {holder.get('processes')} "
                 f"processes ({_holder(other)}); this run of {count} cannot share it: stop that "
                 "run first"
             )
+
+
+def _require_directory(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--recovery-dir {directory} is a file; pass a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def _lock_soon(lock: IO[str], tries: int = 20) -> bool:
+    """The exclusive lock, retried briefly: another process of the run may be looking
+    at it this very moment (see :func:`_held`)."""
+    for _ in range(tries):
+        if lock_now(lock, fcntl.LOCK_EX):
+            return True
+        time.sleep(0.025)
+    return False
 
 
 def _held(lock_path: Path) -> bool:
@@ -117,21 +134,28 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def newest_committed_event(directory: Path, source_step: str) -> int | None:
-    """The newest event time (µs) any partition of the Kafka source ``source_step`` had
-    read in the checkpoint a run on ``directory`` resumes from; None for a fresh run or
-    one that read no event."""
-    positions = committed_states(directory, source_step).values()
-    return max((p.max_us for p in positions if p.max_us is not None), default=None)
+@dataclass(frozen=True)
+class ResumePoint:
+    """What the Kafka source's checkpoint says about the runs before this one."""
+
+    newest_event_us: int | None = None
+    """The newest event time any partition had read; None for a fresh run."""
+    execution: int = 1
+    """This run's number: one more than any run before it."""
+
+
+def resume_point(directory: Path, source_step: str) -> ResumePoint:
+    """The :class:`ResumePoint` of a run on ``directory`` whose source is ``source_step``."""
+    positions = list(committed_states(directory, source_step).values())
+    newest = max((p.max_us for p in positions if p.max_us is not None), default=None)
+    return ResumePoint(newest, max((p.execution for p in positions), default=0) + 1)
 
 
 def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:
     """The recovery config (creating the partitions on first use) and the epoch the
     run resumes from, None when it starts fresh."""
     directory = checkpointing.directory
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"--recovery-dir {directory} is a file; pass a directory")
-    directory.mkdir(parents=True, exist_ok=True)
+    _require_directory(directory)
     with _exclusive(directory / ".create.lock"):  # the processes of a run start together
         if not list(directory.glob("part-*.sqlite3")):
             init_db_dir(directory, checkpointing.partitions)  # type: ignore[no-untyped-call]

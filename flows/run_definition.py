@@ -50,11 +50,17 @@ def describe(
 def describe_window(window: WindowSpec) -> str:
     """``tumbling 60s``, ``hopping 3600s every 900s`` or ``session gap 1800s``."""
     if isinstance(window, Tumbling):
-        return f"tumbling {window.size_us / _MICROS:g}s"
+        return f"tumbling {_seconds(window.size_us)}"
     if isinstance(window, Hopping):
-        return f"hopping {window.size_us / _MICROS:g}s every {window.slide_us / _MICROS:g}s"
+        return f"hopping {_seconds(window.size_us)} every {_seconds(window.slide_us)}"
     assert isinstance(window, Session)
-    return f"session gap {window.gap_us / _MICROS:g}s"
+    return f"session gap {_seconds(window.gap_us)}"
+
+
+def _seconds(micros: int) -> str:
+    """Exact seconds: ``60s``, ``0.5s``, ``1000001s``."""
+    whole, fraction = divmod(micros, _MICROS)
+    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".") + "s"
 
 
 def check_definition(directory: Path, definition: dict[str, str]) -> list[str]:

@@ -23,6 +23,7 @@ from sources.topics import TopicSpec
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
 T = TypeVar("T")
+RETRY_PAUSE_S = 1.0
 REACH_TIMEOUT_S = 5.0
 """The longest a single attempt to reach Kafka waits."""
 
@@ -82,6 +83,7 @@ def patiently(target: KafkaTarget, call: Callable[[float], T], timeout_s: float 
                 f"Kafka at {target.bootstrap_servers} does not answer ({reason}); "
                 f"retrying for {left:.0f}s more (--broker-timeout)"
             )
+            time.sleep(min(RETRY_PAUSE_S, left))
 
 
 def list_topics(target: KafkaTarget, timeout_s: float | None = None) -> dict[str, int]:

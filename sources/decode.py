@@ -35,7 +35,7 @@ _PARSED_AS: dict[str, pa.DataType] = {
     "epoch_ms": pa.float64(),
 }
 _MICROS_PER_UNIT = {"epoch_s": 1_000_000, "epoch_ms": 1_000}
-_OPEN_BRACE = ord("{")
+_OPEN_BRACE, _CLOSE_BRACE = ord("{"), ord("}")
 _JSON_KINDS = {type(None): "null", list: "an array", str: "a string", int: "a number",
                float: "a number", bool: "a boolean"}  # fmt: skip
 
@@ -193,8 +193,9 @@ class NdjsonLines:
     @classmethod
     def join(cls, values: list[bytes | None]) -> NdjsonLines:
         """Join ``values``; suspect are empty values and tombstones, values not starting
-        with ``{`` (pyarrow's reader crashes on a first line ``null``), and values
-        holding a line break (they would count as several rows, or none). A clean
+        with ``{`` (pyarrow's reader crashes on a first line ``null``) or not ending with
+        ``}`` (an open object would run on into the next line), and values holding a
+        line break (they would count as several rows, or none). A clean
         batch costs no Python per message and no temporary the size of the batch."""
         try:
             lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
@@ -206,8 +207,11 @@ class NdjsonLines:
         ends = np.cumsum(lengths + 1) - 1
         starts = ends - lengths
         suspect = lengths == 0
-        first = np.frombuffer(joined, dtype=np.uint8)[starts[~suspect]]
-        suspect[~suspect] = first != _OPEN_BRACE
+        buffer = np.frombuffer(joined, dtype=np.uint8)
+        whole = ~suspect
+        suspect[whole] = (buffer[starts[whole]] != _OPEN_BRACE) | (
+            buffer[ends[whole] - 1] != _CLOSE_BRACE
+        )
         if joined.count(b"\n") != max(len(blobs) - 1, 0) or b"\r" in joined:
             suspect |= np.array([b"\n" in blob or b"\r" in blob for blob in blobs], dtype=np.bool_)
         return cls(joined, starts, ends, suspect)

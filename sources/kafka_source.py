@@ -70,6 +70,8 @@ class ReadOptions:
     """Once set, every partition sends a last batch flagged ``stopping`` and ends."""
     on_gap: OnGap = DEFAULT_ON_GAP
     """What a gap does: a row of the gaps table and reading on, or a GapError."""
+    execution: int = 1
+    """This run's number on its checkpoint (one more than any before it)."""
 
 
 class NewestEvent:
@@ -119,7 +121,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._shared = shared
         self._progress = shared.progress
         self._outage = shared.outage
-        self._behind_until: int | None = None
+        self._returned = False
         first = template.partition == 0
         self._watch = PartitionWatch(template.topic, template.partitions) if first else None
         self._gaps: list[dict[str, object]] = []
@@ -136,7 +138,8 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             self._watch.check(self._consumer)
         if self._stop is not None and self._stop.is_set():
             self._ended = True
-            return [replace(self._template, stopping=True, prior_max_us=self._position.max_us)]
+            last = replace(self._template, stopping=True, prior_max_us=self._position.max_us)
+            return [replace(last, gaps=self._gaps)]
         raw = self._consume()
         at_end = self._stop_at is not None and self._position.next_offset >= self._stop_at
         # Nothing fetched yet: let bytewax poll the worker's other partitions meanwhile.
@@ -144,7 +147,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         if not raw and not at_end and not self._gaps:
             return self._quiet_batch()
         if self._idle_sent and raw:  # meanwhile the watermark may have followed the others
-            self._behind_until = self._shared.newest.value
+            self._returned = True
         batch = self._data_batch(raw, at_end)
         self._ended = at_end
         self._last_data = self._last_emit = time.monotonic()
@@ -165,7 +168,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             execution=t.execution,
             prior_max_us=self._position.max_us,
             ended=at_end,
-            behind=self._catching_up(),
+            behind=self._behind(),
             gaps=self._gaps,
         )
         self._gaps = []
@@ -175,14 +178,16 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             self._shared.newest.observe(max_us)
         return batch
 
-    def _catching_up(self) -> bool:
-        """Whether this partition, back from idleness, may still be behind the watermark:
-        until its newest event reaches the newest any partition of this process had
-        when it came back."""
-        until, newest = self._behind_until, self._position.max_us
-        if until is not None and newest is not None and newest >= until:
-            self._behind_until = until = None
-        return until is not None
+    def _behind(self) -> bool:
+        """Whether this partition, back from idleness, may be behind the watermark: its
+        first batch back, and then until its newest event reaches the newest that any
+        partition of this process has read (which bounds the watermark)."""
+        if not self._returned:
+            return False
+        mine, newest = self._position.max_us, self._shared.newest.value
+        caught_up = mine is not None and newest is not None and mine >= newest
+        self._returned = not caught_up or self._idle_sent
+        return True
 
     def _consume(self) -> RawBatch:
         topic, partition = self._template.topic, self._template.partition
@@ -208,17 +213,26 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             elif error.code() in _OFFSET_GONE:
                 self._gap_pending = True
                 break
-            elif error.fatal():
+            elif error.fatal() or not error.retriable():
                 raise BrokerError(f"reading {topic}[{partition}]: {error.str()}")
             else:
                 self._outage.trouble(error.str())
         self._position = replace(self._position, next_offset=next_offset)
         return raw
 
-    def seek_from(self, first_available: int) -> None:
+    def seek_from(self, first_available: int, end: int) -> None:
         """Start reading at the position; if the cluster no longer has it, record a
-        gap (or raise GapError) and start at ``first_available``."""
-        if self._position.next_offset < first_available:
+        gap (or raise GapError) and start at ``first_available``; BrokerError if the
+        position is past the partition's ``end`` (the topic was recreated)."""
+        expected = self._position.next_offset
+        if expected > end:
+            topic, partition = self._template.topic, self._template.partition
+            raise BrokerError(
+                f"{topic}[{partition}] ends at offset {end:,}, before offset {expected:,} this "
+                "flow had read to: the topic was deleted and recreated, or truncated. Start "
+                "over with a new --recovery-dir and an empty --out"
+            )
+        if expected < first_available:
             self._record_gap(first_available)
         self._assign()
 
@@ -227,13 +241,12 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         (if Kafka does not answer now, the next call tries again)."""
         partition = TopicPartition(self._template.topic, self._template.partition)
         try:
-            low, _ = self._consumer.get_watermark_offsets(partition, WATERMARK_TIMEOUT_S)
+            low, high = self._consumer.get_watermark_offsets(partition, WATERMARK_TIMEOUT_S)
         except KafkaException as err:
             self._outage.trouble(err.args[0].str())
             return
         self._gap_pending = False
-        self._record_gap(low)
-        self._assign()
+        self.seek_from(low, high)
 
     def _record_gap(self, first_available: int) -> None:
         topic, partition = self._template.topic, self._template.partition
@@ -319,20 +332,23 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None
     ) -> _PartitionReader:
         """A reader of partition ``for_part`` from ``resume_state`` (else the oldest offset)."""
-        consumer = Consumer(
-            {
-                **self._target.client_config(),
-                **CONSUMER_CONFIG,
-                "error_cb": self._shared.outage.on_error,
-            }
-        )
-        index = int(for_part)
+        config = {**self._target.client_config(), **CONSUMER_CONFIG}
+        consumer = Consumer({**config, "error_cb": self._shared.outage.on_error})
+        try:
+            return self._reader(consumer, int(for_part), resume_state)
+        except BaseException:
+            consumer.close()
+            raise
+
+    def _reader(
+        self, consumer: Consumer, index: int, resume_state: PartitionPosition | None
+    ) -> _PartitionReader:
         partition = TopicPartition(self._topic, index)
         low, high = patiently(
             self._target, lambda attempt_s: consumer.get_watermark_offsets(partition, attempt_s)
         )
         position = resume_state or PartitionPosition(low)
-        position = replace(position, execution=position.execution + 1)
+        position = replace(position, execution=self._options.execution)
         stop_at = high if self._options.bounded else None
         progress = self._shared.progress
         if stop_at is not None and progress is not None:
@@ -347,5 +363,5 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         reader = _PartitionReader(
             consumer, self._decoder, template, position, stop_at, self._options, self._shared
         )
-        reader.seek_from(low)
+        reader.seek_from(low, high)
         return reader

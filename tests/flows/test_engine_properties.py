@@ -34,7 +34,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.execution = 1
         self.floor: int | None = None
         self.prior: dict[int, int] = {}
-        self.behind_until: dict[int, int] = {}
+        self.returned: set[int] = set()
         self.idle_partitions: set[int] = set()
         self.ended: set[int] = set()
         self.sent = 0
@@ -55,19 +55,13 @@ class EngineMachine(RuleBasedStateMachine):
         )
         max_us = max((t * S for _, t in events), default=None)
         prior = self.prior.get(partition)
-        if events and partition in self.idle_partitions:  # back: the reader's catch-up rule
-            self.idle_partitions.discard(partition)
-            self.behind_until[partition] = max(self.prior.values(), default=0)
-        until = self.behind_until.get(partition)
-        behind = until is not None and (prior is None or prior < until)
+        behind = self._behind(partition, prior, returning=bool(events))
         batch = DecodedBatch(
             records, partition=partition, partitions=PARTITIONS, max_us=max_us,
             prior_max_us=prior, behind=behind, execution=self.execution, **flags,
         )  # fmt: skip
         if max_us is not None:
             self.prior[partition] = max(prior or max_us, max_us)
-            if not behind:
-                self.behind_until.pop(partition, None)
         self.sent += len(events)
         for key, shard_input in route(self.spec, "ts", LATENESS, batch, self.floor):
             shard = self.shards.setdefault(key, WindowShard(LATENESS))
@@ -78,6 +72,22 @@ class EngineMachine(RuleBasedStateMachine):
             self.late += 0 if emitted.late is None else emitted.late.num_rows
             assert shard.watermark >= self.watermarks.get(key, shard.watermark)
             self.watermarks[key] = shard.watermark
+
+    def _behind(self, partition: int, prior: int | None, returning: bool) -> bool:
+        """The reader's rule: the first batch back from idleness, then every batch until
+        the partition has caught up with the newest event read."""
+        first = returning and partition in self.idle_partitions
+        if first:
+            self.idle_partitions.discard(partition)
+        elif partition not in self.returned:
+            return False
+        newest = max(self.prior.values(), default=None)
+        caught_up = prior is not None and newest is not None and prior >= newest
+        if caught_up and not first:
+            self.returned.discard(partition)
+        else:
+            self.returned.add(partition)
+        return True
 
     @rule(
         partition=st.integers(0, PARTITIONS - 1),
@@ -106,7 +116,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.execution += 1
         self.floor = max(self.prior.values(), default=None)
         self.ended.clear()
-        self.behind_until.clear()
+        self.returned.clear()
         self.idle_partitions.clear()
 
     @invariant()

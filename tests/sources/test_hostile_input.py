@@ -68,6 +68,16 @@ def test_every_hostile_case_is_a_row_or_a_dead_letter_among_valid_events(
     assert all(letter["error"] for letter in decoded.dead_letters)
 
 
+def test_an_open_object_cannot_run_on_into_the_next_message() -> None:
+    """One message left open and one with two objects: a merge and a split would cancel
+    out in the row count; each must be judged alone."""
+    opened = event()[:-1] + b',"x":'
+    values = [opened, b'{"y":1}}', event() + b" " + event()]
+    for decoder in DECODERS.values():
+        decoded = decoder.decode(_batch(values))
+        assert [letter["offset"] for letter in decoded.dead_letters] == [0, 1, 2]
+
+
 def test_lenient_values_that_are_not_finite_numbers_are_counted_invalid() -> None:
     cases = [name for name in HOSTILE if name.startswith("value ")]
     decoded = DECODERS["aggregate"].decode(_batch([HOSTILE[name][0] for name in cases]))
