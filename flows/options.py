@@ -279,6 +279,70 @@ def parse_processes(process_id: int | None, addresses: str | None) -> Processes:
     return Processes(process_id, listed)
 
 
+_RUNTIME_FLAGS: list[Callable[[F], F]] = [
+    env_option(
+        "--out",
+        env="OUT",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=Path("output"),
+        help="Output directory; tables go under OUT/<table>/.",
+    ),
+    env_option(
+        "--bounded/--unbounded",
+        env="BOUNDED",
+        default=False,
+        help="Stop at the end offsets present at start, emitting every window.",
+    ),
+    env_option(
+        "--workers",
+        env="WORKERS",
+        type=click.IntRange(1, 64),
+        default=1,
+        help="bytewax worker threads in this process.",
+    ),
+    env_option(
+        "--max-future",
+        env="MAX_FUTURE",
+        type=Duration(allow_none=True),
+        default=_shown(DEFAULT_MAX_FUTURE_S),
+        help="Events further ahead of the wall clock than this are dead letters, so one "
+        "bad clock cannot become the watermark; `none` turns the check off.",
+    ),
+    env_option(
+        "--on-gap",
+        env="ON_GAP",
+        type=click.Choice(ON_GAP_CHOICES),
+        default=DEFAULT_ON_GAP,
+        help="When offsets were deleted (retention) before the flow read them: record them "
+        "in OUT/gaps and read on (continue), or stop with exit 1 (fail).",
+    ),
+    env_option(
+        "--broker-timeout",
+        env="BROKER_TIMEOUT",
+        type=Duration(),
+        default=_shown(DEFAULT_BROKER_TIMEOUT_S),
+        help="How long to keep retrying at start while Kafka does not answer; an outage "
+        "during a run is always waited out.",
+    ),
+    env_option(
+        "--idle-timeout",
+        env="IDLE_TIMEOUT",
+        type=Duration(),
+        default=30.0,
+        help="Wall-clock time without messages after which a partition stops holding the "
+        "watermark back (unbounded runs only; the one setting that is not deterministic).",
+    ),
+    env_option(
+        "--batch-size",
+        env="BATCH_SIZE",
+        type=click.IntRange(min=1),
+        default=BATCH_SIZE,
+        help="Most messages per batch (one consume call on one partition).",
+    ),
+]
+"""The flags of :func:`runtime_options` itself; the option groups add the rest."""
+
+
 def runtime_options(command: Callable[..., Any]) -> Any:
     """Where output goes and how the run goes (workers, files, checkpoints, processes,
     cluster), passed to ``command`` as ``runtime``."""
@@ -309,68 +373,7 @@ def runtime_options(command: Callable[..., Any]) -> Any:
         )  # fmt: skip
         return command(*args, runtime=runtime, **kwargs)
 
-    options = [
-        env_option(
-            "--out",
-            env="OUT",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=Path("output"),
-            help="Output directory; tables go under OUT/<table>/.",
-        ),
-        env_option(
-            "--bounded/--unbounded",
-            env="BOUNDED",
-            default=False,
-            help="Stop at the end offsets present at start, emitting every window.",
-        ),
-        env_option(
-            "--workers",
-            env="WORKERS",
-            type=click.IntRange(1, 64),
-            default=1,
-            help="bytewax worker threads in this process.",
-        ),
-        env_option(
-            "--max-future",
-            env="MAX_FUTURE",
-            type=Duration(allow_none=True),
-            default=_shown(DEFAULT_MAX_FUTURE_S),
-            help="Events further ahead of the wall clock than this are dead letters, so one "
-            "bad clock cannot become the watermark; `none` turns the check off.",
-        ),
-        env_option(
-            "--on-gap",
-            env="ON_GAP",
-            type=click.Choice(ON_GAP_CHOICES),
-            default=DEFAULT_ON_GAP,
-            help="When offsets were deleted (retention) before the flow read them: record them "
-            "in OUT/gaps and read on (continue), or stop with exit 1 (fail).",
-        ),
-        env_option(
-            "--broker-timeout",
-            env="BROKER_TIMEOUT",
-            type=Duration(),
-            default=_shown(DEFAULT_BROKER_TIMEOUT_S),
-            help="How long to keep retrying at start while Kafka does not answer; an outage "
-            "during a run is always waited out.",
-        ),
-        env_option(
-            "--idle-timeout",
-            env="IDLE_TIMEOUT",
-            type=Duration(),
-            default=30.0,
-            help="Wall-clock time without messages after which a partition stops holding the "
-            "watermark back (unbounded runs only; the one setting that is not deterministic).",
-        ),
-        env_option(
-            "--batch-size",
-            env="BATCH_SIZE",
-            type=click.IntRange(min=1),
-            default=BATCH_SIZE,
-            help="Most messages per batch (one consume call on one partition).",
-        ),
-    ]
-    decorated = _with_options(with_runtime, options)
+    decorated = _with_options(with_runtime, _RUNTIME_FLAGS)
     for group in (state_file_option, brokers_option, cluster_options, recovery_options):
         decorated = group(decorated)
     return rolling_options(decorated)
