@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from flows.tables import UTC_MICROS
+from sources.event_time import UTC_MICROS
 
 ALERT_SCHEMA = pa.schema(
     [

@@ -16,9 +16,10 @@ from bytewax.dataflow import Dataflow
 from flows.aggregations import Count, Distinct, Stat, TopK
 from flows.pipeline import SHARED_TABLES, build_pipeline, micros
 from flows.settings import FlowSettings
-from flows.tables import UTC_MICROS, TableSpec
+from flows.tables import TableSpec
 from flows.windows import Hopping, Session
 from sources.decode import JsonDecoder
+from sources.event_time import UTC_MICROS
 from sources.generators import AnalyticsGenerator
 from sources.progress import Progress
 

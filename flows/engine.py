@@ -20,9 +20,10 @@ from bytewax.dataflow import Stream
 
 from flows.partials import assign, closes_at, event_micros, group, key_codes, with_windows
 from flows.shard import END_OF_TIME, NEVER, Emitted, ShardInput, WindowShard
-from flows.tables import UTC_MICROS, TableSpec
+from flows.tables import TableSpec
 from flows.windows import reach_us
 from sources.batches import DecodedBatch
+from sources.event_time import UTC_MICROS
 
 SHARDS = 16
 """Stateful shards per table; keys are spread over them by a stable hash."""

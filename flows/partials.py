@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows.tables import UTC_MICROS, Partial, TableSpec
+from flows.tables import Partial, TableSpec
 from flows.windows import Micros, Session
+from sources.event_time import UTC_MICROS
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from flows.tables import TableSpec
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sinks.recovery_store import resume_epoch
 from sources.errors import ConfigError
+from sources.event_time import MICROS_PER_SECOND
 
 DEFINITION_FILE = "run-definition.json"
 MAY_CHANGE = ("lateness",)
-_MICROS = 1_000_000
 
 
 def describe(
@@ -59,7 +59,7 @@ def describe_window(window: WindowSpec) -> str:
 
 def _seconds(micros: int) -> str:
     """Exact seconds: ``60s``, ``0.5s``, ``1000001s``."""
-    whole, fraction = divmod(micros, _MICROS)
+    whole, fraction = divmod(micros, MICROS_PER_SECOND)
     return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".") + "s"
 
 

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 
 from flows.aggregations import Aggregation
 from flows.windows import WindowSpec
+from sources.event_time import UTC_MICROS
 
-UTC_MICROS = pa.timestamp("us", tz="UTC")
 WINDOW_COLUMNS = [("window_start", UTC_MICROS), ("window_end", UTC_MICROS)]
 Transform = Callable[[pa.Table], pa.Table]
 

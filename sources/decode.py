@@ -1,12 +1,12 @@
 """Decode batches of JSON messages into Arrow record batches and dead letters.
 
 Every message is judged on its own and none can stop a flow (the rules are in
-the README, "What becomes a dead letter"). The fast path hands runs of clean
-messages to Arrow's C++ JSON reader with the flow's fixed schema; messages the
-reader must never see (empty, not starting with ``{``, holding a line break:
-a top-level ``null`` line crashes pyarrow's reader) are judged one by one in
-Python. A run that Arrow rejects is bisected so only the halves that fail are
-parsed again: k bad messages in n cost O(k log n) parses.
+the README, "Bad input, dead letters and gaps"). The fast path hands runs of
+clean messages to Arrow's C++ JSON reader with the flow's fixed schema; messages
+the reader must never see (see :meth:`NdjsonLines.join`: a first line ``null``
+crashes pyarrow's reader) are judged one by one in Python. A run that Arrow
+rejects is bisected so only the halves that fail are parsed again: k bad
+messages in n cost O(k log n) parses.
 """
 
 from __future__ import annotations

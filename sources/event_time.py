@@ -22,11 +22,18 @@ from sources.errors import InvalidMessageError
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 MICROS_PER_SECOND = 1_000_000
+"""Microseconds per second: the engine's unit of time."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-EARLIEST_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
-LATEST_US = (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) - EPOCH) // timedelta(
-    microseconds=1
-)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros_of(moment: datetime) -> int:
+    """Whole microseconds since the Unix epoch of a timezone-aware datetime."""
+    return (moment - EPOCH) // _MICROSECOND
+
+
+EARLIEST_US = micros_of(datetime(1, 1, 1, tzinfo=UTC))
+LATEST_US = micros_of(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
 DEFAULT_MAX_FUTURE_S = 86_400.0
 """``--max-future``: events more than a day ahead of the wall clock are dead letters."""
 _SECONDS_PER_YEAR = 365.25 * 86_400
@@ -54,7 +61,7 @@ class TimeGuard:
         why the first rejected one is not."""
         if not len(times_us):
             return
-        now_us = _micros(self.clock())
+        now_us = micros_of(self.clock())
         latest = LATEST_US - self.reach_us
         if self.max_future_s is not None:
             latest = min(latest, now_us + round(self.max_future_s * MICROS_PER_SECOND))
@@ -98,10 +105,6 @@ def epoch_micros(numbers: pa.Array, micros_per_unit: pa.Array | float) -> pa.Arr
 def format_micros(time_us: int) -> str:
     """ISO-8601 text of a time in microseconds, for any int64 (years beyond 9999 too)."""
     return f"{np.datetime64(time_us, 'us')}Z"
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _span(seconds: float) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +34,7 @@ import pyarrow.json as pa_json
 
 from sources.decode import JsonDecoder, as_text, read_ndjson, require_finite
 from sources.errors import InvalidMessageError
-from sources.event_time import EPOCH, UTC_MICROS, TimeGuard, epoch_micros
+from sources.event_time import UTC_MICROS, TimeGuard, epoch_micros, micros_of
 
 TIME_FORMATS = ("auto", "iso", "epoch_s", "epoch_ms")
 FlexibleTimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms"]
@@ -164,7 +164,7 @@ class FlexibleJsonDecoder(JsonDecoder):
                 pass
             else:
                 aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-                return (aware - EPOCH) // timedelta(microseconds=1)
+                return micros_of(aware)
         expected = {
             "auto": "ISO-8601 text or epoch seconds/milliseconds",
             "iso": "ISO-8601 text (--time-format iso)",

@@ -37,7 +37,7 @@ CONSUMER_CONFIG = {
     "group.id": "eventlake",  # required by librdkafka; offsets live in bytewax state
     "enable.auto.commit": "false",
     "enable.partition.eof": "true",
-    "auto.offset.reset": "error",  # a missing offset is data loss: fail, never skip
+    "auto.offset.reset": "error",  # a missing offset is data loss: a gap, never a silent skip
     "fetch.max.bytes": "52428800",
 }
 BATCH_SIZE = 10_000

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sources.errors import ConfigError
+from sources.event_time import EPOCH, micros_of
 
 DEFAULT_EVENT_RATE = 200.0
 """Events per second of event time, unless a caller asks for another rate."""
@@ -20,8 +21,6 @@ DEFAULT_EVENT_RATE = 200.0
 CHUNK = 4096
 """How many random numbers of one kind are drawn per vectorized call."""
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 T = TypeVar("T")
 
@@ -39,7 +38,7 @@ def epoch_us(t: datetime) -> int:
         raise GeneratorConfigError(
             f"naive datetime {t.isoformat()!r}: pass a timezone-aware one, e.g. tzinfo=UTC"
         )
-    return (t - EPOCH) // _MICROSECOND
+    return micros_of(t)
 
 
 def epoch_ms(t: datetime) -> int:

@@ -9,9 +9,10 @@ import pyarrow as pa
 from flows.aggregations import Count, Stat
 from flows.engine import late_rows, route
 from flows.shard import NEVER, PartitionClock, ShardInput, WindowShard
-from flows.tables import UTC_MICROS, TableSpec
+from flows.tables import TableSpec
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sources.batches import DecodedBatch
+from sources.event_time import UTC_MICROS
 
 S = 1_000_000
 MINUTE = 60 * S
