@@ -21,7 +21,8 @@ from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
-from sinks.parquet_files import column_sum, count_rows
+from sinks.parquet_files import column_sum, count_rows, visible_files
+from sinks.table_sink import publish_committed_rolls
 from sources.batches import GAPS_TABLE
 from sources.connection import ensure_topic, require_topic
 from sources.errors import BrokerError, ConfigError, InterruptedRunError
@@ -110,7 +111,11 @@ def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
         if resumed_from is None:
             _refuse_earlier_output(settings.out, module.TABLES)
         print(f"run {name}: {status}", file=sys.stderr)
-        run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
+        try:
+            run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
+        finally:  # the last epochs' files wait for their snapshots, durable by now
+            for table in module.TABLES:
+                publish_committed_rolls(settings.out / table)
     if stop.is_set():
         _report_stop(name, settings, progress)
     elif settings.bounded and resumed_from is not None and progress.count == 0:
@@ -142,7 +147,7 @@ def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:
 def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
     """ConfigError if ``out`` already holds one of ``tables``: a rerun would add every row again."""
     for table in tables:
-        files = list((out / table).rglob("*.parquet"))
+        files = visible_files(out / table)
         if files:
             raise ConfigError(
                 f"{out / table} already holds {len(files)} Parquet file(s) from an earlier run; "
@@ -197,10 +202,12 @@ def compact_command(table_dir: Path, target_size: int) -> CompactionReport:
         f"merged {report.files_merged:,} files ({report.rows:,} rows) into "
         f"{report.files_written:,} in {report.directories:,} directories"
     )
+    if report.published:
+        summary += f"; published {report.published:,} committed rolls a stopped run left pending"
     if report.uncommitted:
         summary += (
-            f"; left {report.uncommitted:,} files written after the flow's last checkpoint "
-            "(a resume replaces them)"
+            f"; left {report.uncommitted:,} rolls written after the flow's last checkpoint "
+            "hidden (a resume writes them again)"
         )
     progress.finish(summary)
     return report

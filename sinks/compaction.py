@@ -11,9 +11,10 @@ one afterwards gets FileNotFoundError and must retry, as with any file-based
 table. An interrupted compaction leaves only hidden directories, removed by
 the next one.
 
-Files a resume could still delete (written after the flow's last committed
-snapshot, see :mod:`sinks.table_sink`) are left as they are, so compaction
-never turns rows a replay will write again into duplicates. Restoring
+Every visible file is committed (:mod:`sinks.pending_files`), so compaction
+never turns rows a replay will write again into duplicates. First it
+publishes the rolls a crashed run left pending whose snapshot is committed;
+the others stay pending, for the resume to delete and write again. Restoring
 recovery partitions from a backup older than a compaction is not supported.
 """
 
@@ -23,17 +24,21 @@ import ctypes
 import os
 import shutil
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.parquet_files import write_atomically
-from sinks.recovery_store import committed_states
+from sinks.parquet_files import visible_files, write_atomically
+from sinks.pending_files import pending_rolls
 from sinks.table_lock import hold_for_compaction
-from sinks.table_sink import SINK_MARKER, RollingPolicy, file_sequence, read_sink_marker
+from sinks.table_sink import (
+    SINK_MARKER,
+    RollingPolicy,
+    publish_committed_rolls,
+    read_sink_marker,
+)
 from sources.errors import ConfigError, EventlakeError
 from sources.progress import Progress
 
@@ -55,8 +60,10 @@ class CompactionReport:
     """Compacted files that replaced them."""
     rows: int
     """Rows moved into compacted files (the table's rows are unchanged)."""
+    published: int
+    """Rolls a crashed run left pending, published because their snapshot is committed."""
     uncommitted: int
-    """Files left alone because a resume of the flow could still delete them."""
+    """Rolls left pending: their snapshot is not committed, a resume writes them again."""
 
 
 def compact_table(
@@ -69,11 +76,11 @@ def compact_table(
     """
     _require_table(table_dir)
     with hold_for_compaction(table_dir):
-        files = _visible_files(table_dir)  # leftovers below are hidden: not among them
+        published = publish_committed_rolls(table_dir)
+        files = visible_files(table_dir)  # leftovers below are hidden: not among them
         for leftover in table_dir.rglob(f".*{_STAGING_SUFFIX}"):
             shutil.rmtree(leftover)
-        committed = _committed_test(table_dir)
-        plans = _plan([path for path in files if committed(path)], target_size)
+        plans = _plan(files, target_size)
         groups = [group for directory_groups in plans.values() for group in directory_groups]
         if progress is not None:
             progress.expect(sum(len(group) for group in groups))
@@ -83,7 +90,8 @@ def compact_table(
         files_merged=sum(len(group) for group in groups),
         files_written=len(groups),
         rows=rows,
-        uncommitted=sum(1 for path in files if not committed(path)),
+        published=published,
+        uncommitted=len(pending_rolls(table_dir)),
     )
 
 
@@ -102,41 +110,6 @@ def _require_table(table_dir: Path) -> None:
     raise ConfigError(
         f"{table_dir} is not a table directory of a flow's output (no {SINK_MARKER}); {hint}"
     )
-
-
-def _visible_files(table_dir: Path) -> list[Path]:
-    """The Parquet files dataset readers see (none under hidden names)."""
-    if not table_dir.is_dir():
-        return []
-    return [
-        path
-        for path in table_dir.rglob("*.parquet")
-        if not any(part[0] in "._" for part in path.relative_to(table_dir).parts)
-    ]
-
-
-def _committed_test(table_dir: Path) -> Callable[[Path], bool]:
-    """Whether a file is final: no resume of the flow that wrote it will delete it."""
-    marker = read_sink_marker(table_dir)
-    step_id, recovery_dir = marker or ("", None)
-    if recovery_dir is None:
-        return lambda path: True  # no checkpoints: nothing will ever be replayed
-    if not recovery_dir.is_dir():
-        raise ConfigError(
-            f"{table_dir} was written with --recovery-dir {recovery_dir}, which is gone, so "
-            "compaction cannot tell committed files from ones a resume would rewrite; restore "
-            f"it, or delete {table_dir / '.eventlake-sink.json'} if that flow will never resume"
-        )
-    next_sequence = {
-        int(key): state.next_sequence
-        for key, state in committed_states(recovery_dir, step_id).items()
-    }
-
-    def committed(path: Path) -> bool:
-        written_by = file_sequence(path)
-        return written_by is None or written_by[1] < next_sequence.get(written_by[0], 0)
-
-    return committed
 
 
 def _plan(files: list[Path], target_size: int) -> dict[Path, list[list[Path]]]:

@@ -1,9 +1,9 @@
 """Test-only fault injection: die at an exact moment of a file commit.
 
 ``EVENTLAKE_FAULT=MOMENT:N`` makes the process SIGKILL itself the N-th time it
-reaches ``MOMENT`` (``before_rename``, ``after_rename`` or ``before_snapshot``),
-so crash tests can hit the moments between write, rename and snapshot that a
-random kill rarely does. Unset, it costs one dictionary lookup.
+reaches ``MOMENT`` (``before_rename``, ``after_rename``, ``before_snapshot`` or
+``after_publish``), so crash tests can hit the moments between write, rename,
+snapshot and publication that a random kill rarely does. Unset, it costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import signal
 from collections import Counter
 
-MOMENTS = ("before_rename", "after_rename", "before_snapshot")
+MOMENTS = ("before_rename", "after_rename", "before_snapshot", "after_publish")
 _reached: Counter[str] = Counter()
 
 

@@ -67,3 +67,14 @@ def column_sum(directory: Path, column: str) -> int:
     if dataset is None or not dataset.files:
         return 0
     return int(pc.sum(dataset.to_table(columns=[column])[column]).as_py() or 0)
+
+
+def visible_files(table_dir: Path) -> list[Path]:
+    """The Parquet files dataset readers see (none under hidden names); tolerates
+    hidden directories that writers remove meanwhile."""
+    files = []
+    for parent, directories, names in os.walk(table_dir):
+        directories[:] = [name for name in directories if name[0] not in "._"]
+        files += [Path(parent) / name for name in names
+                  if name.endswith(".parquet") and name[0] not in "._"]  # fmt: skip
+    return files

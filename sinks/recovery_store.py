@@ -10,53 +10,86 @@ from __future__ import annotations
 import contextlib
 import pickle
 import sqlite3
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 from typing import Any
 
 
-def resume_epoch(directory: Path) -> int | None:
-    """The epoch a run on ``directory`` resumes from, or None if no run ever started.
+class RecoveryStore:
+    """The recovery partitions of one directory, kept open for repeated reads.
 
-    bytewax resumes at the slowest worker's frontier of the latest execution;
-    a worker that recorded no frontier yet counts with the execution's own
-    resume epoch.
+    Safe to share between worker threads; a read costs well under a millisecond
+    once the partitions are open. Call :meth:`close` when done.
     """
-    executions: list[tuple[int, int, int]] = []
-    fronts: list[tuple[int, int, int]] = []
-    for db in _partitions(directory):
-        try:
-            executions += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
-            fronts += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
-        except sqlite3.OperationalError:  # a partition still being created
-            continue
-    if not executions:
-        return None
-    latest, workers, started_at = max(executions)
-    frontiers = {worker: frontier for ex, worker, frontier in fronts if ex == latest}
-    return min(frontiers.get(worker, started_at) for worker in range(workers))
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        self._partitions: list[sqlite3.Connection] = []
+
+    def resume_epoch(self) -> int | None:
+        """The epoch a run resumes from, or None if no run ever started.
+
+        bytewax resumes at the slowest worker's frontier of the latest execution;
+        a worker that recorded no frontier yet counts with the execution's own
+        resume epoch.
+        """
+        executions = self._read("SELECT ex_num, worker_count, resume_epoch FROM exs")
+        fronts = self._read("SELECT ex_num, worker_index, worker_frontier FROM fronts")
+        if not executions:
+            return None
+        latest, workers, started_at = max(executions)
+        frontiers = {worker: frontier for ex, worker, frontier in fronts if ex == latest}
+        return int(min(frontiers.get(worker, started_at) for worker in range(workers)))
+
+    def committed_states(self, step_id: str, key: str | None = None) -> dict[str, Any]:
+        """The state per key of step ``step_id`` (only ``key``'s if given) that a resume
+        would restore; empty when nothing was committed, and keys whose state was
+        discarded are absent."""
+        epoch = self.resume_epoch()
+        if epoch is None:
+            return {}
+        query = "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ? AND "
+        if key is None:
+            rows = self._read(query + "snap_epoch < ?", (step_id, epoch))
+        else:
+            rows = self._read(query + "state_key = ? AND snap_epoch < ?", (step_id, key, epoch))
+        latest: dict[str, tuple[int, bytes | None]] = {}
+        for state_key, snap_epoch, change in rows:
+            if state_key not in latest or snap_epoch > latest[state_key][0]:
+                latest[state_key] = (snap_epoch, change)
+        return {state_key: pickle.loads(change) for state_key, (_, change) in latest.items()
+                if change}  # fmt: skip
+
+    def close(self) -> None:
+        """Close the partitions (a later read opens them again)."""
+        with self._lock:
+            for partition in self._partitions:
+                partition.close()
+            self._partitions = []
+
+    def _read(self, query: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of ``query`` over every partition; partitions still being created are skipped."""
+        rows: list[Any] = []
+        with self._lock:
+            if not self._partitions:
+                self._partitions = [
+                    sqlite3.connect(path, check_same_thread=False)
+                    for path in sorted(self._directory.glob("part-*.sqlite3"))
+                ]
+            for partition in self._partitions:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    rows += partition.execute(query, parameters)
+        return rows
+
+
+def resume_epoch(directory: Path) -> int | None:
+    """:meth:`RecoveryStore.resume_epoch` of ``directory``, read once."""
+    with contextlib.closing(RecoveryStore(directory)) as store:
+        return store.resume_epoch()
 
 
 def committed_states(directory: Path, step_id: str) -> dict[str, Any]:
-    """The state per key of step ``step_id`` that a resume would restore
-    (empty when nothing was committed); keys whose state was discarded are absent."""
-    epoch = resume_epoch(directory)
-    if epoch is None:
-        return {}
-    latest: dict[str, tuple[int, bytes | None]] = {}
-    for db in _partitions(directory):
-        rows = db.execute(
-            "SELECT state_key, snap_epoch, ser_change FROM snaps "
-            "WHERE step_id = ? AND snap_epoch < ?",
-            (step_id, epoch),
-        )
-        for key, snap_epoch, change in rows:
-            if key not in latest or snap_epoch > latest[key][0]:
-                latest[key] = (snap_epoch, change)
-    return {key: pickle.loads(change) for key, (_, change) in latest.items() if change}
-
-
-def _partitions(directory: Path) -> Iterator[sqlite3.Connection]:
-    for path in sorted(directory.glob("part-*.sqlite3")):
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            yield db
+    """:meth:`RecoveryStore.committed_states` of ``directory``, read once."""
+    with contextlib.closing(RecoveryStore(directory)) as store:
+        return store.committed_states(step_id)

@@ -1,28 +1,28 @@
 """The exactly-once Parquet sink: files committed with bytewax snapshots.
 
 Each sink partition buffers rows in ``write_batch``. At ``snapshot()`` (the end
-of an epoch) it writes the buffer out, atomically, once the rolling policy says
-a file is due, and returns its state: the next file sequence number and the
-rows not yet written. On resume, files of the partition with a sequence at or
-beyond the restored one were written after the snapshot and are deleted
-before anything new is written; the restored buffer and the replayed input
-then write them again. Readers therefore see every row exactly once, and
-never a partial file.
+of an epoch) it writes the buffer out once the rolling policy says a file is
+due, and returns its state: the next file sequence number and the rows not yet
+written. With checkpoints, those files wait under a hidden name until that
+snapshot is durable, then appear under their final name
+(:mod:`sinks.pending_files`); a resume deletes what its restored state does not
+cover, and the restored buffer and the replayed input write it again. Readers
+therefore see every row exactly once, never a partial file, and never a file
+that a resume deletes. Without checkpoints, files appear as they are written.
 
 When a bounded run's input ends, every partition receives
 :data:`END_OF_INPUT` and writes all it holds at that epoch's snapshot, so a
-finished run leaves no rows to ``close()`` and a rerun has nothing to redo.
+finished run leaves no rows behind.
 
 Layout: ``table/date=YYYY-MM-DD/hour=HH/part-<partition>-<sequence>-<n>.parquet``
 by the table's time column (Hive style, so readers can prune by time), and
 ``table/.eventlake-sink.json`` naming the bytewax step and recovery directory
-whose snapshots say which files are committed (see :mod:`sinks.compaction`).
+whose snapshots say which files are committed.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 import zlib
 from collections.abc import Callable
@@ -37,12 +37,18 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from sinks.faults import crash_point
 from sinks.parquet_files import conform, write_atomically
 from sinks.paths import hive_segment
+from sinks.pending_files import (
+    CommitWatch,
+    publish_committed,
+    publish_roll,
+    roll_directory,
+    settle_partition,
+)
 from sinks.table_lock import hold_for_writing
 
 SINK_PARTITIONS = 16
 COMPRESSIONS = ("zstd", "snappy", "lz4", "none")
 SINK_MARKER = ".eventlake-sink.json"
-_FILE = re.compile(r"^part-(?P<partition>\d+)-(?P<sequence>\d+)-\d+\.parquet$")
 
 
 class EndOfInput:
@@ -83,12 +89,6 @@ def hive_directory(day: str, hour: str) -> str:
     return f"{hive_segment('date', day)}/{hive_segment('hour', hour)}"
 
 
-def file_sequence(path: Path) -> tuple[int, int] | None:
-    """(sink partition, sequence) of a file the sink wrote, None for any other file."""
-    match = _FILE.match(path.name)
-    return None if match is None else (int(match["partition"]), int(match["sequence"]))
-
-
 class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
     def __init__(
         self,
@@ -99,6 +99,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         policy: RollingPolicy,
         state: SinkState,
         clock: Callable[[], float],
+        commits: CommitWatch | None,
     ) -> None:
         self._table_dir = table_dir
         self._schema = schema
@@ -107,9 +108,12 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         self._policy = policy
         self._state = state
         self._clock = clock
+        self._commits = commits
+        self._pending: list[int] = []
+        """Sequences of rolls written under a hidden name, not yet published."""
         self._input_ended = False
         self._lock = hold_for_writing(table_dir)
-        delete_uncommitted(table_dir, partition, state.next_sequence)
+        settle_partition(table_dir, partition, state.next_sequence)
 
     def write_batch(self, values: list[SinkItem]) -> None:
         self._input_ended |= any(isinstance(value, EndOfInput) for value in values)
@@ -123,6 +127,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         self._state.buffered.extend(rows)
 
     def snapshot(self) -> SinkState:
+        self._publish_durable()
         if self._due() or (self._input_ended and self._state.buffered):
             self._roll()
             crash_point("before_snapshot")
@@ -132,9 +137,23 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         )
 
     def close(self) -> None:
-        """End of a run: write whatever is left (nothing, once input has ended)."""
-        self._roll()
+        """End of a run. Without checkpoints, write whatever is left (nothing, once input
+        has ended); with them, rows not in a committed snapshot are replayed on resume,
+        and the command publishes the last rolls once they are durable."""
+        if self._commits is None:
+            self._roll()
+        else:
+            self._commits.close()
         self._lock.close()
+
+    def _publish_durable(self) -> None:
+        if not self._pending or self._commits is None:
+            return
+        committed = self._commits.committed_sequence(self._partition)
+        for sequence in [sequence for sequence in self._pending if sequence < committed]:
+            roll_dir = roll_directory(self._table_dir, self._partition, sequence)
+            publish_roll(self._table_dir, roll_dir)
+            self._pending.remove(sequence)
 
     def _due(self) -> bool:
         buffered = self._state.buffered
@@ -155,26 +174,17 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         hours = pc.strftime(stamps, format="%H").to_pylist()
         places = sorted({(day, hour) for day, hour in zip(days, hours, strict=True)})
         sequence = self._state.next_sequence
+        root = self._table_dir
+        if self._commits is not None:
+            root = roll_directory(self._table_dir, self._partition, sequence)
+            self._pending.append(sequence)
         for number, (day, hour) in enumerate(places):
             mask = pc.and_(pc.equal(pa.array(days), day), pc.equal(pa.array(hours), hour))
             name = f"part-{self._partition:03d}-{sequence:08d}-{number:04d}.parquet"
-            path = self._table_dir / hive_directory(day, hour) / name
+            path = root / hive_directory(day, hour) / name
             policy = self._policy
             write_atomically(table.filter(mask), path, policy.compression, policy.row_group_rows)
         self._state = SinkState(sequence + 1)
-
-
-def delete_uncommitted(table_dir: Path, partition: int, next_sequence: int) -> None:
-    """Remove files of ``partition`` written after the snapshot being resumed,
-    and hidden temporary files a crash left behind."""
-    if not table_dir.exists():
-        return
-    for path in table_dir.rglob(f".part-{partition:03d}-*.tmp"):
-        path.unlink()
-    for path in table_dir.rglob("*.parquet"):
-        written_by = file_sequence(path)
-        if written_by and written_by[0] == partition and written_by[1] >= next_sequence:
-            path.unlink()
 
 
 class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
@@ -201,6 +211,7 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
         self._time_column = time_column
         self._policy = policy or RollingPolicy()
         self._clock = clock
+        self._commits: CommitWatch | None = None
 
     def list_parts(self) -> list[str]:
         """Every partition: the output directory is shared by all workers."""
@@ -219,6 +230,8 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
     ) -> _TableWriter:
         """The writer of one partition, resumed from ``resume_state`` if given; the
         table's marker exists once it holds the table's writer lock."""
+        if self._recovery_dir is not None and self._commits is None:
+            self._commits = CommitWatch(self._recovery_dir, step_id)
         writer = _TableWriter(
             self._table_dir,
             self._schema,
@@ -227,6 +240,7 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
             self._policy,
             resume_state or SinkState(),
             self._clock,
+            self._commits,
         )
         self._record_marker(step_id, for_part)
         return writer
@@ -249,3 +263,13 @@ def read_sink_marker(table_dir: Path) -> tuple[str, Path | None] | None:
     marker = json.loads(path.read_text())
     recovery_dir = marker["recovery_dir"]
     return marker["step_id"], None if recovery_dir is None else Path(recovery_dir)
+
+
+def publish_committed_rolls(table_dir: Path) -> int:
+    """Publish the rolls of ``table_dir`` whose snapshot is committed (see
+    :mod:`sinks.pending_files`); how many. None for a table written without checkpoints,
+    or whose recovery directory is gone."""
+    step_id, recovery_dir = read_sink_marker(table_dir) or ("", None)
+    if recovery_dir is None or not recovery_dir.is_dir():
+        return 0
+    return publish_committed(table_dir, recovery_dir, step_id)

@@ -75,10 +75,12 @@ class ReadOptions:
 
 
 class NewestEvent:
-    """The newest event time the readers of one source in this process have seen."""
+    """The newest event time the readers of one source in this process have seen, and
+    the partitions they read."""
 
     def __init__(self) -> None:
         self.value: int | None = None
+        self.partitions: set[int] = set()
         self._lock = threading.Lock()
 
     def observe(self, time_us: int) -> None:
@@ -86,6 +88,11 @@ class NewestEvent:
         with self._lock:
             if self.value is None or time_us > self.value:
                 self.value = time_us
+
+    def global_bound(self, partitions: int) -> int | None:
+        """The newest event time read, if this process reads every one of ``partitions``
+        (then no shard's watermark has passed it); None if some are read elsewhere."""
+        return self.value if len(self.partitions) == partitions else None
 
 
 @dataclass(frozen=True)
@@ -181,11 +188,13 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
     def _behind(self) -> bool:
         """Whether this partition, back from idleness, may be behind the watermark: its
         first batch back, and then until its newest event reaches the newest that any
-        partition of this process has read (which bounds the watermark)."""
+        partition has read (which bounds the watermark). Only a process that reads every
+        partition knows that; in a run of several processes it stays behind for good."""
         if not self._returned:
             return False
-        mine, newest = self._position.max_us, self._shared.newest.value
-        caught_up = mine is not None and newest is not None and mine >= newest
+        mine = self._position.max_us
+        bound = self._shared.newest.global_bound(self._template.partitions)
+        caught_up = mine is not None and bound is not None and mine >= bound
         self._returned = not caught_up or self._idle_sent
         return True
 
@@ -364,4 +373,5 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
             consumer, self._decoder, template, position, stop_at, self._options, self._shared
         )
         reader.seek_from(low, high)
+        self._shared.newest.partitions.add(index)
         return reader

@@ -131,9 +131,9 @@ def _run_as_processes(command: list[str], count: int) -> list[str]:
             for index in range(count)
         ]
         outcomes = [process.communicate(timeout=240) for process in processes]
-    for process, (_, stderr) in zip(processes, outcomes, strict=True):
-        assert process.returncode == 0, stderr
-    return [stderr for _, stderr in outcomes]
+    stderrs = [stderr for _, stderr in outcomes]
+    assert [process.returncode for process in processes] == [0] * count, "\n".join(stderrs)
+    return stderrs
 
 
 RESUMES = {"1 worker": ("--workers", "1"), "2 workers": ("--workers", "2"), "2 processes": ()}
@@ -179,9 +179,8 @@ def _compact_every_table(prepared: Prepared, out: Path) -> str:
 def _poll_readers(table_dir: Path, stop: threading.Event, failures: list[str]) -> None:
     """Read the table over and over, as a notebook would, recording partial-file failures.
 
-    A file listed just before a resume deletes it (it was written after the last
-    snapshot) can vanish before it is opened: readers retry that. What must never
-    happen is reading a partial file.
+    A file listed just before compaction swaps its directory can vanish before it
+    is opened: readers retry that. What must never happen is reading a partial file.
     """
     while not stop.is_set():
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,25 +63,6 @@ def test_age_rolls_a_file_at_the_next_snapshot(tmp_path: Path) -> None:
     part.write_batch([SCHEMA.empty_table()])  # a heartbeat: no rows, but a snapshot
     assert part.snapshot().next_sequence == 1
     assert len(files(tmp_path)) == 1
-
-
-def test_resume_deletes_files_written_after_the_snapshot(tmp_path: Path) -> None:
-    sink = ParquetTableSink(
-        tmp_path, SCHEMA, "window_start", RollingPolicy(max_rows=1), clock=Clock()
-    )
-    part = sink.build_part("out", "1", None)
-    part.write_batch([rows([0])])
-    committed = pickle.loads(pickle.dumps(part.snapshot()))  # as bytewax stores it
-    part.write_batch([rows([5])])
-    part.snapshot()  # written, but the crash comes before this snapshot is committed
-    other = sink.build_part("out", "2", None)
-    other.write_batch([rows([7])])
-    other.snapshot()
-    assert len(files(tmp_path)) == 3
-
-    sink.build_part("out", "1", committed)
-
-    assert ds.dataset(tmp_path).to_table()["value"].to_pylist() in ([0, 7], [7, 0])
 
 
 def test_close_writes_what_is_left_and_a_rerun_rewrites_the_same_file(tmp_path: Path) -> None:

@@ -1,0 +1,124 @@
+"""Files become visible only once the snapshot that wrote them is durable.
+
+With checkpoints, a sink partition writes the files of one roll (one file
+sequence number) under ``table/.pending/part-PPP-SSSSSSSS/<hive dirs>/`` at
+``snapshot()``, and bytewax makes that snapshot durable afterwards. Once it is,
+the roll is *published*: each file is renamed to the same place under the
+table, and the roll's directory is removed. Who publishes:
+
+- the partition itself, at a later snapshot, once the recovery store holds a
+  committed snapshot past the roll (:class:`CommitWatch`);
+- the command, when a run ends, for whatever the last epochs wrote
+  (:func:`publish_committed`; compaction does the same before it starts);
+- a resume, for the rolls its restored state covers; it deletes the others
+  (:func:`settle_partition`).
+
+Readers skip hidden directories, so they only ever see files that no resume
+deletes or rewrites: Flink's in-progress → pending → finished. A file appears
+one snapshot interval after its rows were written, or when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from sinks.faults import crash_point
+from sinks.recovery_store import RecoveryStore
+
+PENDING_DIR = ".pending"
+_ROLL = re.compile(r"^part-(?P<partition>\d+)-(?P<sequence>\d+)$")
+
+
+def roll_directory(table_dir: Path, partition: int, sequence: int) -> Path:
+    """Where the files of one roll wait until their snapshot is durable."""
+    return table_dir / PENDING_DIR / f"part-{partition:03d}-{sequence:08d}"
+
+
+class CommitWatch:
+    """Which rolls of one sink's partitions are durable, read from the recovery store.
+
+    Shared by the sink's partitions in this process; each question costs one
+    small read of the open recovery partitions.
+    """
+
+    def __init__(self, recovery_dir: Path, step_id: str) -> None:
+        self._store = RecoveryStore(recovery_dir)
+        self._step_id = step_id
+
+    def committed_sequence(self, partition: int) -> int:
+        """Rolls of ``partition`` below this sequence number are in a committed snapshot."""
+        key = str(partition)
+        state = self._store.committed_states(self._step_id, key).get(key)
+        return 0 if state is None else int(state.next_sequence)
+
+    def close(self) -> None:
+        """Release the recovery partitions (a later question opens them again)."""
+        self._store.close()
+
+
+def publish_roll(table_dir: Path, roll_dir: Path) -> None:
+    """Move every file of ``roll_dir`` to its place under ``table_dir``, then remove it.
+
+    Safe to repeat after a crash halfway, and to race with another process
+    publishing the same roll.
+    """
+    for parent, _, names in os.walk(roll_dir):  # a roll removed meanwhile lists nothing
+        for name in sorted(name for name in names if not name.startswith(".")):
+            pending = Path(parent) / name
+            target = table_dir / pending.relative_to(roll_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                pending.rename(target)
+            except FileNotFoundError:  # published meanwhile by another process
+                continue
+            crash_point("after_publish")
+    shutil.rmtree(roll_dir, ignore_errors=True)
+
+
+def settle_partition(table_dir: Path, partition: int, next_sequence: int) -> None:
+    """Before a partition writes again: publish its rolls below ``next_sequence`` (the
+    restored state covers them), delete the later ones and leftover temporary files."""
+    for rolled_by, sequence, roll_dir in pending_rolls(table_dir):
+        if rolled_by != partition:
+            continue
+        if sequence < next_sequence:
+            publish_roll(table_dir, roll_dir)
+        else:
+            shutil.rmtree(roll_dir)
+    prefix = f".part-{partition:03d}-"
+    for parent, directories, names in os.walk(table_dir):  # tolerates rolls removed meanwhile
+        directories[:] = [name for name in directories if name != PENDING_DIR]  # settled above
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                (Path(parent) / name).unlink()
+
+
+def publish_committed(table_dir: Path, recovery_dir: Path, step_id: str) -> int:
+    """Publish every roll of the table whose snapshot is committed; how many."""
+    watch = CommitWatch(recovery_dir, step_id)
+    try:
+        committed: dict[int, int] = {}
+        published = 0
+        for partition, sequence, roll_dir in pending_rolls(table_dir):
+            if partition not in committed:
+                committed[partition] = watch.committed_sequence(partition)
+            if sequence < committed[partition]:
+                publish_roll(table_dir, roll_dir)
+                published += 1
+        return published
+    finally:
+        watch.close()
+
+
+def pending_rolls(table_dir: Path) -> list[tuple[int, int, Path]]:
+    """(partition, sequence, directory) of each roll waiting under ``table_dir``."""
+    pending = table_dir / PENDING_DIR
+    rolls = []
+    for roll_dir in sorted(pending.iterdir()) if pending.is_dir() else []:
+        match = _ROLL.match(roll_dir.name)
+        if match is not None:
+            rolls.append((int(match["partition"]), int(match["sequence"]), roll_dir))
+    return rolls

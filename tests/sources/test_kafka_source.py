@@ -1,0 +1,74 @@
+"""The Kafka batch source against the embedded broker: a partition back from idleness
+is flagged ``behind`` until it has caught up with every partition's newest event."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+from confluent_kafka import Producer
+
+from sources.batches import DecodedBatch
+from sources.decode import JsonDecoder
+from sources.kafka_source import KafkaBatchSource, ReadOptions
+from tests.conftest import Broker, NewTopic
+from tests.helpers import READ_TIMEOUT_S
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+IDLE_S = 0.5
+SCHEMA = pa.schema([("ts", pa.string())])
+
+
+def send(broker: Broker, topic: str, partition: int, minutes: list[int]) -> None:
+    producer = Producer(broker.target.client_config())
+    for minute in minutes:
+        event = {"ts": (T0 + timedelta(minutes=minute)).isoformat()}
+        producer.produce(topic, json.dumps(event).encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def next_data(reader: object) -> DecodedBatch:
+    """The next batch that holds events, waiting for them to arrive."""
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for batch in reader.next_batch():  # type: ignore[attr-defined]
+            if batch.records.num_rows:
+                return batch
+        time.sleep(0.01)
+    raise AssertionError("no events arrived")
+
+
+def go_idle(reader: object) -> None:
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while not any(batch.idle for batch in reader.next_batch()):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the partition never went idle"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("read_here", [(0, 1), (0,)], ids=["all partitions", "one of two"])
+def test_a_partition_back_from_idleness_is_behind_until_it_catches_up(
+    broker: Broker, new_topic: NewTopic, read_here: tuple[int, ...]
+) -> None:
+    topic = new_topic(partitions=2)
+    source = KafkaBatchSource(
+        broker.target, topic, JsonDecoder(SCHEMA, "ts"), ReadOptions(False, IDLE_S)
+    )
+    send(broker, topic, 0, [1])
+    readers = [source.build_part("kafka", str(p), None) for p in read_here]
+    try:
+        assert not next_data(readers[0]).behind
+        go_idle(readers[0])
+        send(broker, topic, 0, [2])
+        assert next_data(readers[0]).behind, "its first batch back is judged"
+        send(broker, topic, 0, [3])
+        # It now holds the newest event read here; only a process reading every
+        # partition knows that no other partition is ahead.
+        assert next_data(readers[0]).behind
+        send(broker, topic, 0, [4])
+        assert next_data(readers[0]).behind == (read_here == (0,))
+    finally:
+        for reader in readers:
+            reader.close()
