@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.files
+	$(BIN)/python -m benchmarks.ratios
 
 acceptance: $(STAMP)
 	$(BIN)/python -m benchmarks.acceptance

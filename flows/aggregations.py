@@ -233,12 +233,61 @@ class _Sketch:
         raise NotImplementedError
 
 
-class KllState(_Sketch):
-    """A KLL quantile sketch of doubles."""
+class KllState:
+    """The values of a KLL quantile sketch of doubles, built lazily.
 
-    @staticmethod
-    def _deserialize(data: bytes) -> Any:
-        return ds.kll_doubles_sketch.deserialize(data)
+    A group keeps its values as they are while it has at most :data:`KLL_K` of
+    them (creating and merging a sketch per small group costs far more than its
+    events), and becomes a sketch beyond that. Answers are the same either way:
+    a KLL sketch holds up to ``KLL_K`` values exactly.
+    """
+
+    def __init__(self, values: np.ndarray | None = None) -> None:
+        self._values: np.ndarray | None = np.empty(0) if values is None else values
+        self._sketch: Any = None
+
+    def add(self, values: np.ndarray) -> None:
+        """Add non-null float values."""
+        if self._values is None:
+            if len(values):
+                self._sketch.update(values)
+            return
+        self._values = np.concatenate((self._values, values)) if len(self._values) else values
+        if len(self._values) > KLL_K:
+            self.sketch()
+
+    def merge(self, other: KllState) -> None:
+        """Add the values of ``other``."""
+        if other._values is not None:
+            self.add(other._values)
+            return
+        self.sketch().merge(other._sketch)
+
+    def sketch(self) -> Any:
+        """The state as a DataSketches ``kll_doubles_sketch`` (from now on)."""
+        if self._values is not None:
+            self._sketch = ds.kll_doubles_sketch(KLL_K)
+            if len(self._values):
+                self._sketch.update(self._values)
+            self._values = None
+        return self._sketch
+
+    def serialize(self) -> bytes:
+        """The sketch's own binary form, readable by any DataSketches library."""
+        return bytes(self.sketch().serialize())
+
+    def __getstate__(self) -> tuple[str, bytes]:
+        if self._values is not None:
+            return ("values", self._values.tobytes())
+        return ("sketch", self.serialize())
+
+    def __setstate__(self, state: tuple[str, bytes]) -> None:
+        kind, data = state
+        self._values, self._sketch = None, None
+        if kind == "values":
+            self._values = np.frombuffer(data, dtype=np.float64).copy()  # writable
+        else:
+            self._sketch = ds.kll_doubles_sketch.deserialize(data)
 
 
 class HllState(_Sketch):
@@ -281,22 +330,29 @@ class Quantiles(Aggregation[KllState]):
         return [*names, (f"sketch_{self.field}", pa.binary())]
 
     def initialize(self) -> KllState:
-        return KllState(ds.kll_doubles_sketch(KLL_K))
+        return KllState()
 
     def update_batch(self, state: KllState, values: pa.Array) -> KllState:
-        floats = _floats(values)
-        if len(floats):
-            state.sketch.update(floats)
+        state.add(_floats(values))
         return state
 
+    def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[KllState]:
+        floats = _with_nulls_as_float(values).to_numpy(zero_copy_only=False)
+        valid = ~np.isnan(floats)  # nulls; the decoder lets no NaN through
+        order = np.argsort(groups[valid], kind="stable")
+        ordered = floats[valid][order]
+        bounds = np.searchsorted(groups[valid][order], np.arange(count + 1))
+        return [KllState(ordered[start:stop]) for start, stop in itertools.pairwise(bounds)]
+
     def merge(self, left: KllState, right: KllState) -> KllState:
-        left.sketch.merge(right.sketch)
+        left.merge(right)
         return left
 
     def result(self, state: KllState) -> list[Any]:
-        if state.sketch.is_empty():
+        sketch = state.sketch()
+        if sketch.is_empty():
             return [None] * len(self.quantiles) + [state.serialize()]
-        return [state.sketch.get_quantile(q) for q in self.quantiles] + [state.serialize()]
+        return [sketch.get_quantile(q) for q in self.quantiles] + [state.serialize()]
 
 
 def _as_strings(values: pa.Array) -> pa.Array:

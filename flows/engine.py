@@ -9,6 +9,7 @@ as rows and are judged at the shard: merged if still open, else late.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,12 @@ class Windowed:
 
     rows: Stream[tuple[str, pa.Table]]
     late: Stream[tuple[str, pa.Table]]
+
+
+@functools.cache
+def _no_late_rows(event_schema: pa.Schema) -> pa.Table:
+    """What most shard steps emit as late rows: made once per schema."""
+    return late_schema(event_schema).empty_table()
 
 
 def late_schema(event_schema: pa.Schema) -> pa.Schema:
@@ -136,7 +143,7 @@ def windowed(
 def late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table:
     """Late rows of one shard step with the table they missed, the watermark and why."""
     if emitted.late is None:
-        return late_schema(spec.event_schema).empty_table()
+        return _no_late_rows(spec.event_schema)
     count = emitted.late.num_rows
     watermark = pa.array([emitted.late_watermark] * count, pa.int64()).cast(UTC_MICROS)
     reason = f"its window of {spec.name} had closed (the watermark had passed it)"

@@ -16,6 +16,7 @@ from flows.recovery import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
 from flows.runner import Processes
 from flows.settings import Runtime
 from flows.sizes import parse_size
+from sinks.directories import PARTITION_BY, PartitionBy
 from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
 from sources.errors import ConfigError
@@ -180,9 +181,12 @@ def rolling_options(command: Callable[..., Any]) -> Any:
         file_max_age: float,
         row_group_rows: int,
         compression: str,
+        partition_by: PartitionBy,
         **kwargs: Any,
     ) -> Any:
-        rolling = RollingPolicy(file_rows, file_bytes, file_max_age, row_group_rows, compression)
+        rolling = RollingPolicy(
+            file_rows, file_bytes, file_max_age, row_group_rows, compression, partition_by
+        )
         return command(*args, rolling=rolling, **kwargs)
 
     return _with_options(
@@ -224,6 +228,14 @@ def rolling_options(command: Callable[..., Any]) -> Any:
                 type=click.Choice(COMPRESSIONS),
                 default=RollingPolicy.compression,
                 help="Parquet compression codec.",
+            ),
+            env_option(
+                "--partition-by",
+                env="PARTITION_BY",
+                type=click.Choice(PARTITION_BY),
+                default=RollingPolicy.partition_by,
+                help="Hive directories of output tables by their time column: date=/ (day), "
+                "date=/hour=/ (hour) or none; fixed for a run's recovery directory.",
             ),
         ],
     )

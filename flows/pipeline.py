@@ -61,7 +61,8 @@ class Pipeline:
             self.settings.rolling,
             None if checkpointing is None else checkpointing.directory,
         )
-        op.output(table, op.merge(f"{table}_until_end", rows, self.ends), sink)
+        placed = op.flat_map(f"{table}_by_directory", rows, sink.route)
+        op.output(table, op.merge(f"{table}_until_end", placed, self.ends), sink)
 
 
 def _dead_letters(batch: DecodedBatch) -> tuple[str, pa.Table]:

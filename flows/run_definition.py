@@ -1,12 +1,12 @@
 """What defines a run, recorded in its recovery directory so a resume cannot change it.
 
-A resume with another topic, time field, keys, window, aggregations, filter or
-output directory would apply old offsets and open windows to a different
-question, mixing both in one table. The definition is written on a fresh run
-and compared on every resume: any difference is refused before the flow runs,
-except the allowed lateness, which may change (with a line saying so).
-Runtime settings (workers, processes, batch size, rolling, intervals) are not
-part of it.
+A resume with another topic, time field, keys, window, aggregations, filter,
+output directory or directory layout (``--partition-by``) would apply old
+offsets and open windows to a different question, mixing both in one table.
+The definition is written on a fresh run and compared on every resume: any
+difference is refused before the flow runs, except the allowed lateness,
+which may change (with a line saying so). Runtime settings (workers,
+processes, batch size, file rolling, intervals) are not part of it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def describe(
         "flow": flow,
         "topic": settings.topic,
         "output directory": str(settings.out.resolve()),
+        "output layout": f"partitioned by {settings.rolling.partition_by}",
         "time field": time_field,
         "lateness": f"{settings.lateness_s:g}s",
     }

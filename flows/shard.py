@@ -111,15 +111,16 @@ class WindowShard:
 
     def __init__(self, lateness_us: int) -> None:
         self.clock = PartitionClock(lateness_us)
-        self.open: dict[tuple[Any, ...], list[Partial]] = {}
+        self.open: dict[tuple[Any, ...], dict[int, Partial]] = {}
+        """Each key's open windows by their start."""
         self.watermark = NEVER
         """Never decreases: windows it has passed are closed for good."""
-        self._closing: dict[int, set[tuple[Any, ...]]] = {}
-        """Keys by the end of a window they had; an entry may be stale (window merged
-        or closed since), so closing re-checks the key's windows."""
+        self._closing: dict[int, set[tuple[tuple[Any, ...], int]]] = {}
+        """(key, window start) by the end of a window they had; an entry may be stale
+        (window merged or closed since), so closing re-checks the window."""
         self._ends: list[int] = []
         """A heap of the ends in ``_closing``, so closing costs the windows it closes
-        rather than every open key."""
+        rather than every open window."""
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit windows it closed."""
@@ -158,7 +159,7 @@ class WindowShard:
         keys = zip(*(rows[key].to_pylist() for key in spec.keys), strict=True)
         return np.array(
             [
-                any(w.start < ts + gap and ts < w.end for w in self.open.get(key, []))
+                any(w.start < ts + gap and ts < w.end for w in self.open.get(key, {}).values())
                 for key, ts in zip(keys, starts.tolist(), strict=True)
             ],
             dtype=bool,
@@ -166,40 +167,38 @@ class WindowShard:
 
     def _add(self, spec: TableSpec, partial: Partial) -> None:
         added = self._merge(spec, partial)
-        keys = self._closing.get(added.end)
-        if keys is None:
-            keys = self._closing[added.end] = set()
+        windows = self._closing.get(added.end)
+        if windows is None:
+            windows = self._closing[added.end] = set()
             heapq.heappush(self._ends, added.end)
-        keys.add(added.key)
+        windows.add((added.key, added.start))
 
     def _merge(self, spec: TableSpec, partial: Partial) -> Partial:
         """Merge ``partial`` into the open windows of its key; the window it ended up in."""
-        windows = self.open.setdefault(partial.key, [])
+        windows = self.open.setdefault(partial.key, {})
         if isinstance(spec.window, Session):
-            overlapping = [w for w in windows if w.start < partial.end and partial.start < w.end]
+            overlapping = [w for w in windows.values()
+                           if w.start < partial.end and partial.start < w.end]  # fmt: skip
             for window in overlapping:
-                windows.remove(window)
+                del windows[window.start]
                 partial = spec.merge(window, partial)
-            windows.append(partial)
-            return partial
-        for index, window in enumerate(windows):
-            if window.start == partial.start:
-                windows[index] = spec.merge(window, partial)
-                return windows[index]
-        windows.append(partial)
+        else:
+            existing = windows.get(partial.start)
+            partial = partial if existing is None else spec.merge(existing, partial)
+        windows[partial.start] = partial
         return partial
 
     def _close(self, watermark: int) -> list[Partial]:
-        due: set[tuple[Any, ...]] = set()
+        due: set[tuple[tuple[Any, ...], int]] = set()
         while self._ends and self._ends[0] <= watermark:
             due |= self._closing.pop(heapq.heappop(self._ends))
         closed: list[Partial] = []
-        for key in due & self.open.keys():
-            windows = self.open[key]
-            closed += [w for w in windows if w.end <= watermark]
-            remaining = [w for w in windows if w.end > watermark]
-            if remaining:
-                self.open[key] = remaining
-            else:
+        for key, start in due:
+            windows = self.open.get(key, {})
+            window = windows.get(start)
+            if window is None or window.end > watermark:
+                continue  # merged into a later session, or already closed
+            closed.append(windows.pop(start))
+            if not windows:
                 del self.open[key]
         return sorted(closed, key=lambda w: (w.end, w.start))

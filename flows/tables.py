@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +57,12 @@ class TableSpec:
 
     def output_schema(self) -> pa.Schema:
         """The table's schema, the same for every row and run."""
-        return self.finish(self._base_schema().empty_table()).schema
+        return self._no_rows.schema
+
+    @functools.cached_property
+    def _no_rows(self) -> pa.Table:
+        """The output of a step that closed no window (most steps): made once."""
+        return self.finish(self._base_schema().empty_table())
 
     def _base_schema(self) -> pa.Schema:
         columns = [(key, self.event_schema.field(key).type) for key in self.keys]
@@ -67,6 +73,8 @@ class TableSpec:
 
     def rows(self, partials: Sequence[Partial]) -> pa.Table:
         """Output rows for closed windows, with :meth:`output_schema`."""
+        if not partials:
+            return self._no_rows
         base = self._base_schema()
         columns: list[list[Any]] = [[] for _ in base]
         for partial in partials:

@@ -14,8 +14,11 @@ When a bounded run's input ends, every partition receives
 :data:`END_OF_INPUT` and writes all it holds at that epoch's snapshot, so a
 finished run leaves no rows behind.
 
-Layout: ``table/date=YYYY-MM-DD/hour=HH/part-<partition>-<sequence>-<n>.parquet``
-by the table's time column (Hive style, so readers can prune by time), and
+Layout: ``table/<directory>/part-<partition>-<sequence>-<n>.parquet``, the
+directory chosen by the table's time column (Hive style, so readers can prune
+by time; :mod:`sinks.directories`). Rows are routed to the sink partition of
+their directory (:meth:`ParquetTableSink.route`), so each roll writes about one
+file per directory however many partitions there are. Also
 ``table/.eventlake-sink.json`` naming the bytewax step and recovery directory
 whose snapshots say which files are committed.
 """
@@ -31,12 +34,11 @@ from pathlib import Path
 from typing import TypeAlias
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from sinks.directories import DEFAULT_PARTITION_BY, PartitionBy, by_directory
 from sinks.faults import crash_point
 from sinks.parquet_files import conform, write_atomically
-from sinks.paths import hive_segment
 from sinks.pending_files import (
     CommitWatch,
     publish_committed,
@@ -73,6 +75,8 @@ class RollingPolicy:
     """Rows per Parquet row group."""
     compression: str = "zstd"
     """Parquet compression: zstd, snappy, lz4 or none."""
+    partition_by: PartitionBy = DEFAULT_PARTITION_BY
+    """Hive directories by the time column: ``day``, ``hour`` or ``none``."""
 
 
 @dataclass
@@ -82,11 +86,6 @@ class SinkState:
     next_sequence: int = 0
     buffered: list[pa.Table] = field(default_factory=list)
     buffered_since: float | None = None
-
-
-def hive_directory(day: str, hour: str) -> str:
-    """``date=…/hour=…`` for a UTC day and hour."""
-    return f"{hive_segment('date', day)}/{hive_segment('hour', hour)}"
 
 
 class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
@@ -169,21 +168,17 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         if not self._state.buffered:
             return
         table = pa.concat_tables(self._state.buffered)
-        stamps = table[self._time_column]
-        days = pc.strftime(stamps, format="%Y-%m-%d").to_pylist()
-        hours = pc.strftime(stamps, format="%H").to_pylist()
-        places = sorted({(day, hour) for day, hour in zip(days, hours, strict=True)})
+        policy = self._policy
         sequence = self._state.next_sequence
         root = self._table_dir
         if self._commits is not None:
             root = roll_directory(self._table_dir, self._partition, sequence)
             self._pending.append(sequence)
-        for number, (day, hour) in enumerate(places):
-            mask = pc.and_(pc.equal(pa.array(days), day), pc.equal(pa.array(hours), hour))
+        pieces = by_directory(table, self._time_column, policy.partition_by)
+        for number, (directory, rows) in enumerate(pieces):
             name = f"part-{self._partition:03d}-{sequence:08d}-{number:04d}.parquet"
-            path = root / hive_directory(day, hour) / name
-            policy = self._policy
-            write_atomically(table.filter(mask), path, policy.compression, policy.row_group_rows)
+            write_atomically(rows, root / directory / name, policy.compression,
+                             policy.row_group_rows)  # fmt: skip
         self._state = SinkState(sequence + 1)
 
 
@@ -216,6 +211,16 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
     def list_parts(self) -> list[str]:
         """Every partition: the output directory is shared by all workers."""
         return [str(index) for index in range(SINK_PARTITIONS)]
+
+    def route(self, item: tuple[str, pa.Table]) -> list[tuple[str, pa.Table]]:
+        """``item``'s rows keyed by their directory, so that one sink partition writes
+        each directory: about one file per directory per roll, however many partitions.
+        An empty table keeps its key, so that its partition still snapshots on time
+        (rolling by age, publishing)."""
+        _, table = item
+        if not table.num_rows:
+            return [item]
+        return by_directory(table, self._time_column, self._policy.partition_by)
 
     def part_fn(self, item_key: str) -> int:
         """A stable partition for a key (the same in every process).

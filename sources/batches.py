@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -53,12 +54,17 @@ class RawBatch:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def append(self, message: Message) -> None:
-        """Add one consumed message."""
-        self.offsets.append(message.offset() or 0)
-        self.keys.append(message.key())
-        self.values.append(message.value())
-        self.timestamps_ms.append(message.timestamp()[1])
+    def extend(self, messages: list[Message], stop_at: int | None = None) -> None:
+        """Add consumed messages of this partition (in offset order, none an error),
+        those before offset ``stop_at`` only if given; a column at a time."""
+        offsets = [message.offset() or 0 for message in messages]
+        if stop_at is not None and offsets and offsets[-1] >= stop_at:
+            kept = bisect.bisect_left(offsets, stop_at)
+            messages, offsets = messages[:kept], offsets[:kept]
+        self.offsets += offsets
+        self.keys += [message.key() for message in messages]
+        self.values += [message.value() for message in messages]
+        self.timestamps_ms += [message.timestamp()[1] for message in messages]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sources.batches import DecodedBatch, RawBatch
 from sources.connection import patiently, require_topic
@@ -206,13 +206,28 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         if self._gap_pending:
             self._skip_gap()
             return raw
+        messages = self._consumer.consume(self._batch_size, POLL_TIMEOUT_S)
+        if any(message.error() for message in messages):
+            next_offset = self._one_by_one(messages, raw)
+        else:  # the usual case, taken in whole columns
+            raw.extend(messages, self._stop_at)
+            next_offset = max(self._position.next_offset, raw.offsets[-1] + 1 if raw else 0)
+            if messages:
+                self._outage.fine()
+        self._position = replace(self._position, next_offset=next_offset)
+        return raw
+
+    def _one_by_one(self, messages: list[Message], raw: RawBatch) -> int:
+        """Add the messages of a consume call that holds errors to ``raw``, handling each
+        error; the next offset to read."""
+        topic, partition = self._template.topic, self._template.partition
         next_offset = self._position.next_offset
-        for message in self._consumer.consume(self._batch_size, POLL_TIMEOUT_S):
+        for message in messages:
             error, offset = message.error(), message.offset() or 0
             if error is None:
                 self._outage.fine()
                 if self._stop_at is None or offset < self._stop_at:
-                    raw.append(message)
+                    raw.extend([message], self._stop_at)
                     next_offset = max(next_offset, offset + 1)
             elif error.code() == KafkaError._PARTITION_EOF:
                 self._outage.fine()
@@ -226,8 +241,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
                 raise BrokerError(f"reading {topic}[{partition}]: {error.str()}")
             else:
                 self._outage.trouble(error.str())
-        self._position = replace(self._position, next_offset=next_offset)
-        return raw
+        return next_offset
 
     def seek_from(self, first_available: int, end: int) -> None:
         """Start reading at the position; if the cluster no longer has it, record a

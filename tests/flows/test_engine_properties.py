@@ -129,7 +129,7 @@ class EngineMachine(RuleBasedStateMachine):
             window.states[0]
             for shard in self.shards.values()
             for windows in shard.open.values()
-            for window in windows
+            for window in windows.values()
         )
         assert self.counted + self.late + still_open == self.sent
 

@@ -203,7 +203,10 @@ def test_crash_at_each_commit_moment_then_compaction_then_resume_is_exactly_once
     reader = threading.Thread(target=_poll_readers, args=(table_dir, stop, failures))
     reader.start()
     try:
-        for count in ("1", "4"):  # the first crash comes before any epoch is committed
+        # A first crash while writing comes before any epoch is committed. Files are
+        # published once committed, often all at the end of the run: that crashes once.
+        counts = ("1",) if moment == "after_publish" else ("1", "2")
+        for count in counts:
             env = {**os.environ, "EVENTLAKE_FAULT": f"{moment}:{count}"}
             crashed = subprocess.run([sys.executable, "-m", "flows.cli", *command], env=env,
                                      capture_output=True, text=True, timeout=240)  # fmt: skip

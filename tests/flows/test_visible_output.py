@@ -90,8 +90,8 @@ def test_a_reader_of_crashing_unbounded_runs_sees_only_rows_that_stay(
     watcher.start()
     try:
         produce_raw(broker.target, topic, _round(0))
-        # Dies right after writing its third file: before that file's snapshot is durable.
-        fault = {**os.environ, "EVENTLAKE_FAULT": "after_rename:3"}
+        # Dies right after writing its first file: before that file's snapshot is durable.
+        fault = {**os.environ, "EVENTLAKE_FAULT": "after_rename:1"}
         with cli_process(*command, stderr=subprocess.PIPE, env=fault) as crashing:
             _, stderr = crashing.communicate(timeout=READ_TIMEOUT_S)
         assert crashing.returncode == -signal.SIGKILL, stderr
@@ -116,7 +116,7 @@ def test_a_reader_of_crashing_unbounded_runs_sees_only_rows_that_stay(
 
     final = _final_rows(table_dir)
     assert watcher.vanished == [], "a file the reader listed was deleted"
-    assert len(watcher.seen) > 3, "the reader saw the table grow"
+    assert len(watcher.seen) >= 2, "the reader saw the table grow"
     for path, (inode, _) in watcher.seen.items():
         assert Path(path).stat().st_ino == inode, f"{path} was rewritten after a reader saw it"
     seen_rows = Counter(row for _, rows in watcher.seen.values() for row in rows)

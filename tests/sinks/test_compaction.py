@@ -29,7 +29,8 @@ PARTS = 4
 
 def sink_written_table(table_dir: Path, hours: int, snapshots: int, codec: str = "zstd") -> None:
     """A table as the sink writes it: every partition cuts a file per hour at every snapshot."""
-    sink = ParquetTableSink(table_dir, SCHEMA, "window_start", RollingPolicy(1, compression=codec))
+    policy = RollingPolicy(1, compression=codec, partition_by="hour")
+    sink = ParquetTableSink(table_dir, SCHEMA, "window_start", policy)
     parts = [sink.build_part("flow.table", str(index), None) for index in range(PARTS)]
     for snapshot in range(snapshots):
         for index, part in enumerate(parts):

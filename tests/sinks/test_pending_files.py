@@ -150,7 +150,7 @@ def test_compaction_publishes_committed_rolls_and_leaves_the_others(
     parts = [written.build_part(STEP, str(n), None) for n in (0, 1, 2)]
     states = {}
     for number, part in enumerate(parts):
-        part.write_batch([rows([-number])])  # all in hour 13: compacted together
+        part.write_batch([rows([-number])])  # all on one day: compacted together
         states[str(number)] = part.snapshot()
         part.close()
     commit(recovery_dir, 1, {"0": states["0"], "1": states["1"]})
@@ -159,4 +159,4 @@ def test_compaction_publishes_committed_rolls_and_leaves_the_others(
 
     assert (report.published, report.uncommitted, report.files_merged) == (2, 1, 2)
     assert visible_values(table_dir) == [-1, 0]
-    assert len(list(table_dir.glob("date=*/hour=*/compacted-*.parquet"))) == 1
+    assert len(list(table_dir.glob("date=*/compacted-*.parquet"))) == 1

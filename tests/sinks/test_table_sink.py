@@ -34,9 +34,8 @@ def files(table_dir: Path) -> list[str]:
 
 def test_rows_wait_in_the_snapshot_until_a_file_is_due(tmp_path: Path) -> None:
     clock = Clock()
-    sink = ParquetTableSink(
-        tmp_path, SCHEMA, "window_start", RollingPolicy(max_rows=5), clock=clock
-    )
+    policy = RollingPolicy(max_rows=5, partition_by="hour")
+    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", policy, clock=clock)
     part = sink.build_part("out", "3", None)
     part.write_batch([rows([0, 1])])
     state = part.snapshot()
