@@ -76,7 +76,7 @@ def _consume_loop(target: KafkaTarget, topic: str, count: int, aggregate: bool) 
     def run() -> None:
         seen = 0
         while seen < count:
-            messages = consumer.consume(10_000, 1.0)
+            messages = consumer.consume(min(10_000, count - seen), 1.0)  # no wait at the end
             seen += len(messages)
             if aggregate:
                 for message in messages:

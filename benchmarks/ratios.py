@@ -69,20 +69,22 @@ def _consume_rate(target: KafkaTarget, topic: str, count: int) -> float:
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     started, seen = time.perf_counter(), 0
     while seen < count:
-        seen += len(consumer.consume(10_000, 1.0))
+        messages = consumer.consume(min(10_000, count - seen), 10.0)  # no wait at the end
+        if not messages:
+            raise SystemExit(f"{topic} holds {seen:,} messages, not {count:,}")
+        seen += len(messages)
     elapsed = time.perf_counter() - started
     consumer.close()
     return count / elapsed
 
 
-def _command_rate(bootstrap: str, topic: str, count: int, args: list[str]) -> tuple[float, Path]:
-    """Events/s of ``eventlake ARGS --bounded`` as a process over ``topic``; its output."""
-    out = Path(tempfile.mkdtemp(prefix="eventlake-bench-"))
+def _command_rate(bootstrap: str, topic: str, count: int, args: list[str], out: Path) -> float:
+    """Events/s of ``eventlake ARGS --bounded --out OUT`` as a process over ``topic``."""
     command = [sys.executable, "-m", "flows.cli", *args, "--topic", topic, "--bounded",
-               "--out", str(out / "tables"), "--brokers", bootstrap]  # fmt: skip
+               "--out", str(out), "--brokers", bootstrap]  # fmt: skip
     started = time.perf_counter()
     subprocess.run(command, capture_output=True, text=True, check=True)
-    return count / (time.perf_counter() - started), out / "tables"
+    return count / (time.perf_counter() - started)
 
 
 def _monitoring(count: int) -> Iterator[bytes]:
@@ -122,26 +124,27 @@ def main() -> None:
     )
     topics = [TopicSpec(name, PARTITIONS) for name in ("steady", "year", "shop")]
     rows: list[tuple[str, float, str]] = []
-    with EmbeddedBroker(topics=topics) as bootstrap:
-        target = KafkaTarget(bootstrap)
+    with EmbeddedBroker(topics=topics) as bootstrap, tempfile.TemporaryDirectory() as work:
+        target, out = KafkaTarget(bootstrap), Path(work)
         _produce(target, "steady", _monitoring(steady))
         ceiling = _consume_rate(target, "steady", steady)
-        flow, _ = _command_rate(bootstrap, "steady", steady, STEADY)
-        recovery = ["--recovery-dir", tempfile.mkdtemp(), "--snapshot-interval", "10s"]
-        checkpointed, _ = _command_rate(bootstrap, "steady", steady, [*STEADY, *recovery])
+        flow = _command_rate(bootstrap, "steady", steady, STEADY, out / "steady")
+        recovery = ["--recovery-dir", str(out / "recovery"), "--snapshot-interval", "10s"]
+        checkpointed = _command_rate(bootstrap, "steady", steady, [*STEADY, *recovery],
+                                     out / "checkpointed")  # fmt: skip
         rows += [("steady state: aggregate 10s windows", flow, f"{flow / ceiling:.2f}x consume"),
                  ("  the same with checkpoints every 10s", checkpointed,
                   f"{checkpointed / flow:.2f}x without"),
                  ("  baseline: consume only", ceiling, "")]  # fmt: skip
         _produce(target, "year", _year_of_readings(backfill))
         ceiling = _consume_rate(target, "year", backfill)
-        flow, out = _command_rate(bootstrap, "year", backfill, BACKFILL)
+        flow = _command_rate(bootstrap, "year", backfill, BACKFILL, out / "year")
         rows += [("backfill: a year into 1h windows", flow, f"{flow / ceiling:.2f}x consume"),
-                 (f"  wrote {_files(out / 'windows')}", 0.0, ""),
+                 (f"  wrote {_files(out / 'year' / 'windows')}", 0.0, ""),
                  ("  baseline: consume only", ceiling, "")]  # fmt: skip
         _produce(target, "shop", _analytics(sessions))
         ceiling = _consume_rate(target, "shop", sessions)
-        flow, _ = _command_rate(bootstrap, "shop", sessions, ["run", "analytics"])
+        flow = _command_rate(bootstrap, "shop", sessions, ["run", "analytics"], out / "shop")
         rows += [("sessions: the analytics flow", flow, f"{flow / ceiling:.2f}x consume"),
                  ("  baseline: consume only", ceiling, "")]  # fmt: skip
     print(f"\n{'scenario':<52}{'events/s':>12}  ratio")

@@ -22,6 +22,8 @@ from flows.settings import FlowSettings, ProduceSettings
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
 from sinks.parquet_files import column_sum, count_rows, visible_files
+from sinks.pending_files import pending_rolls
+from sinks.table_lock import hold_for_writing
 from sinks.table_sink import publish_committed_rolls
 from sources.batches import GAPS_TABLE
 from sources.connection import ensure_topic, require_topic
@@ -115,13 +117,21 @@ def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
             run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
         finally:  # the last epochs' files wait for their snapshots, durable by now
             for table in module.TABLES:
-                publish_committed_rolls(settings.out / table)
+                _publish_last_rolls(settings.out / table)
     if stop.is_set():
         _report_stop(name, settings, progress)
     elif settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
     else:
         progress.finish(_summary(module, settings))
+
+
+def _publish_last_rolls(table_dir: Path) -> None:
+    """Publish what the run's last snapshots committed, holding the table's writer lock
+    so that no compaction swaps a directory meanwhile."""
+    if table_dir.is_dir():
+        with contextlib.closing(hold_for_writing(table_dir)):
+            publish_committed_rolls(table_dir)
 
 
 def _summary(module: FlowModule, settings: FlowSettings) -> str:
@@ -147,11 +157,11 @@ def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:
 def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
     """ConfigError if ``out`` already holds one of ``tables``: a rerun would add every row again."""
     for table in tables:
-        files = visible_files(out / table)
+        files = visible_files(out / table) + [roll for *_, roll in pending_rolls(out / table)]
         if files:
             raise ConfigError(
-                f"{out / table} already holds {len(files)} Parquet file(s) from an earlier run; "
-                "pass an empty --out directory or remove that one"
+                f"{out / table} already holds {len(files)} Parquet file(s) or pending roll(s) "
+                "from an earlier run; pass an empty --out directory or remove that one"
             )
 
 

@@ -65,12 +65,28 @@ class Pipeline:
         op.output(table, op.merge(f"{table}_until_end", placed, self.ends), sink)
 
 
-def _dead_letters(batch: DecodedBatch) -> tuple[str, pa.Table]:
-    return str(batch.partition), batch.dead_letter_table()
+_NO_DEAD_LETTERS = DEAD_LETTER_SCHEMA.empty_table()
+_NO_GAPS = GAPS_SCHEMA.empty_table()
 
 
-def _gaps(batch: DecodedBatch) -> tuple[str, pa.Table]:
-    return str(batch.partition), batch.gap_table()
+def _dead_letters(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
+    rows = batch.dead_letter_table() if batch.dead_letters else _NO_DEAD_LETTERS
+    return _with_every_partition(batch.partition, rows, _NO_DEAD_LETTERS)
+
+
+def _gaps(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
+    rows = batch.gap_table() if batch.gaps else _NO_GAPS
+    return _with_every_partition(batch.partition, rows, _NO_GAPS)
+
+
+def _with_every_partition(
+    source_partition: int, rows: pa.Table, nothing: pa.Table
+) -> list[tuple[str, pa.Table]]:
+    """``rows`` of a batch, and an empty table for every sink partition: rows go to the
+    partition of their directory, which then snapshots on time (rolls by age, publishes)
+    although no batch of its own brings it anything."""
+    items = [(str(part), nothing) for part in range(SINK_PARTITIONS)]
+    return [*items, (str(source_partition), rows)] if rows.num_rows else items
 
 
 def _end_markers(batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
@@ -102,9 +118,9 @@ def build_pipeline(
     batches = op.input(SOURCE_STEP, flow, source)
     ends = op.flat_map("end_of_input", batches, _end_markers)
     pipeline = Pipeline(flow, {}, settings, ends)
-    dead = op.map("dead", batches, _dead_letters)
+    dead = op.flat_map("dead", batches, _dead_letters)
     pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
-    gaps = op.map("gap_rows", batches, _gaps)
+    gaps = op.flat_map("gap_rows", batches, _gaps)
     pipeline.write(GAPS_TABLE, gaps, GAPS_SCHEMA, "detected_at")
     lateness_us = micros(settings.lateness_s)
     late_streams = []

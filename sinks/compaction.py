@@ -76,8 +76,14 @@ def compact_table(
     """
     _require_table(table_dir)
     with hold_for_compaction(table_dir):
-        published = publish_committed_rolls(table_dir)
+        published = _publish_pending(table_dir)
         files = visible_files(table_dir)  # leftovers below are hidden: not among them
+        if any(path.parent == table_dir for path in files):
+            raise ConfigError(
+                f"{table_dir} keeps its files in the table directory itself (--partition-by "
+                "none), which compaction cannot swap atomically for readers; write tables "
+                "you want to compact with --partition-by day or hour"
+            )
         for leftover in table_dir.rglob(f".*{_STAGING_SUFFIX}"):
             shutil.rmtree(leftover)
         plans = _plan(files, target_size)
@@ -110,6 +116,21 @@ def _require_table(table_dir: Path) -> None:
     raise ConfigError(
         f"{table_dir} is not a table directory of a flow's output (no {SINK_MARKER}); {hint}"
     )
+
+
+def _publish_pending(table_dir: Path) -> int:
+    """Publish the rolls a stopped run left pending whose snapshot is committed; how
+    many. ConfigError if the recovery directory that says which are is gone."""
+    marker = read_sink_marker(table_dir)
+    recovery_dir = None if marker is None else marker[1]
+    if pending_rolls(table_dir) and recovery_dir is not None and not recovery_dir.is_dir():
+        raise ConfigError(
+            f"{table_dir} has files waiting for a checkpoint in --recovery-dir {recovery_dir}, "
+            "which is gone, so compaction cannot tell committed ones from ones a resume would "
+            f"rewrite; restore it, or delete {table_dir / '.pending'} if that flow will never "
+            "resume"
+        )
+    return publish_committed_rolls(table_dir)
 
 
 def _plan(files: list[Path], target_size: int) -> dict[Path, list[list[Path]]]:

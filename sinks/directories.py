@@ -9,6 +9,7 @@ the same whether a table spans one hour or a year of them.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
@@ -21,7 +22,7 @@ from sinks.paths import hive_segment
 PartitionBy = Literal["day", "hour", "none"]
 PARTITION_BY: tuple[PartitionBy, ...] = get_args(PartitionBy)
 DEFAULT_PARTITION_BY: PartitionBy = "day"
-_BUCKET_US: dict[PartitionBy, int] = {"hour": 3_600_000_000, "day": 86_400_000_000}
+_BUCKET_S: dict[PartitionBy, int] = {"hour": 3_600, "day": 86_400}
 _NULL_BUCKET = np.iinfo(np.int64).min
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -33,7 +34,7 @@ def by_directory(
     ``none``), in time order; rows with a null time go to Hive's default partition."""
     if partition_by == "none" or not table.num_rows:
         return [("", table)] if table.num_rows else []
-    buckets = _buckets(table[time_column], _BUCKET_US[partition_by])
+    buckets = _buckets(table[time_column], _BUCKET_S[partition_by])
     order = np.argsort(buckets, kind="stable")
     ordered = buckets[order]
     cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
@@ -46,21 +47,25 @@ def by_directory(
     ]
 
 
-def _buckets(stamps: pa.ChunkedArray, bucket_us: int) -> np.ndarray:
-    """Each row's hour or day since the epoch; nulls get a bucket of their own."""
-    micros = pc.fill_null(stamps.cast(pa.int64()), _NULL_BUCKET).to_numpy()
-    nulls = micros == _NULL_BUCKET
-    buckets: np.ndarray = micros // bucket_us
+def _buckets(stamps: pa.ChunkedArray, bucket_s: int) -> np.ndarray:
+    """Each row's hour or day since the epoch, in the column's own unit (so no time
+    can overflow); nulls get a bucket of their own."""
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[stamps.type.unit]
+    counts = pc.fill_null(stamps.cast(pa.int64()), _NULL_BUCKET).to_numpy()
+    nulls = counts == _NULL_BUCKET
+    buckets: np.ndarray = counts // (bucket_s * per_second)
     buckets[nulls] = _NULL_BUCKET
     return buckets
 
 
 def _directory(bucket: int, partition_by: PartitionBy) -> str:
-    if bucket == _NULL_BUCKET:
-        day, hour = None, None
-    else:
-        start = _EPOCH + timedelta(microseconds=bucket * _BUCKET_US[partition_by])
-        day, hour = start.date().isoformat(), f"{start.hour:02d}"
+    """The directory of a bucket; Hive's default partition for null times and for
+    times no calendar date can name (before year 1, after 9999)."""
+    day = hour = None
+    if bucket != _NULL_BUCKET:
+        with contextlib.suppress(OverflowError):
+            start = _EPOCH + timedelta(seconds=bucket * _BUCKET_S[partition_by])
+            day, hour = start.date().isoformat(), f"{start.hour:02d}"
     segments = [hive_segment("date", day)]
     if partition_by == "hour":
         segments.append(hive_segment("hour", hour))

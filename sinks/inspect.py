@@ -34,7 +34,7 @@ class TableSummary:
     rows: int
     bytes: int
     partitions: int
-    """Hive directories (``date=…/hour=…``) holding files."""
+    """Hive directories (``date=…``, ``date=…/hour=…``, or the table's own) holding files."""
     time_column: str | None
     first: str | None
     """Earliest value of :attr:`time_column` (ISO-8601), None if empty."""

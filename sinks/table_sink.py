@@ -186,8 +186,8 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
     """One table's exactly-once sink; items are ``(key, table)`` with the fixed
     ``schema``, or ``(partition, END_OF_INPUT)``.
 
-    ``time_column`` (a UTC timestamp column) chooses each row's
-    ``date=/hour=`` directory. ``recovery_dir`` is the run's checkpoint
+    ``time_column`` (a UTC timestamp column) chooses each row's directory, as
+    ``policy.partition_by`` says. ``recovery_dir`` is the run's checkpoint
     directory (None without one), recorded for maintenance commands.
     """
 
@@ -272,7 +272,7 @@ def read_sink_marker(table_dir: Path) -> tuple[str, Path | None] | None:
 
 def publish_committed_rolls(table_dir: Path) -> int:
     """Publish the rolls of ``table_dir`` whose snapshot is committed (see
-    :mod:`sinks.pending_files`); how many. None for a table written without checkpoints,
+    :mod:`sinks.pending_files`); how many: 0 for a table written without checkpoints,
     or whose recovery directory is gone."""
     step_id, recovery_dir = read_sink_marker(table_dir) or ("", None)
     if recovery_dir is None or not recovery_dir.is_dir():

@@ -15,8 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.aggregations import (
-    HLL_LG_K,
-    KLL_K,
     Aggregation,
     Count,
     Distinct,
@@ -24,6 +22,7 @@ from flows.aggregations import (
     Stat,
     TopK,
 )
+from flows.sketches import HLL_LG_K, KLL_K
 from sources.errors import ConfigError
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)

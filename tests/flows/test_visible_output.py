@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from sinks.parquet_files import visible_files
 from tests.conftest import Broker, NewTopic
 from tests.helpers import READ_TIMEOUT_S, cli_process, produce_raw
 
@@ -132,3 +133,24 @@ def _wait_for_count(table_dir: Path, at_least: int, flow: subprocess.Popen[str])
         assert flow.poll() is None, "the unbounded run stopped by itself"
         assert time.monotonic() < deadline, f"fewer than {at_least} events counted"
         time.sleep(0.1)
+
+
+def test_a_dead_letter_appears_while_an_unbounded_run_goes_on(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    """Its row goes to the sink partition of its directory, which no batch of a
+    two-partition topic feeds: that partition must still roll and publish on time."""
+    topic, out = new_topic(partitions=2), tmp_path / "out"
+    command = ["aggregate", "--topic", topic, "--time-field", "ts", "--key", "service",
+               "--window", "1m", "--agg", "count", "--out", str(out), "--unbounded",
+               "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.2s",
+               "--file-max-age", "0.1s", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    produce_raw(broker.target, topic, [b"not json", *_round(0)[:10]])
+    with cli_process(*command, stderr=subprocess.PIPE) as flow:
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while not visible_files(out / "dead_letter"):
+            assert flow.poll() is None, "the unbounded run stopped by itself"
+            assert time.monotonic() < deadline, "the dead letter never became visible"
+            time.sleep(0.1)
+        assert flow.poll() is None
+    assert ds.dataset(out / "dead_letter").count_rows() == 1

@@ -175,3 +175,21 @@ def test_compaction_refuses_while_a_flow_writes_and_a_killed_flow_leaves_no_lock
         flow.send_signal(signal.SIGKILL)
     compacted = eventlake("compact", str(table_dir))
     assert compacted.returncode == 0, compacted.stderr
+
+
+def test_a_table_without_directories_is_refused_and_left_whole(tmp_path: Path) -> None:
+    table_dir = tmp_path / "table"
+    policy = RollingPolicy(1, partition_by="none")
+    sink = ParquetTableSink(table_dir, SCHEMA, "window_start", policy)
+    part = sink.build_part("flow.table", "0", None)
+    for hour in range(3):
+        part.write_batch([pa.table([pa.array([T0 + timedelta(hours=hour)], UTC_MICROS),
+                                    ["k"], [hour]], schema=SCHEMA)])  # fmt: skip
+        part.snapshot()
+    part.close()
+    before = table_rows(table_dir)
+
+    done = eventlake("compact", str(table_dir))
+
+    assert done.returncode == 2 and "--partition-by none" in done.stderr
+    assert table_rows(table_dir) == before and (table_dir / ".eventlake-sink.json").exists()

@@ -36,12 +36,15 @@ def expected_directory(stamp: pa.Scalar, partition_by: PartitionBy) -> str:
     return f"date={day}" + (f"/hour={hour}" if partition_by == "hour" else "")
 
 
-@given(stamps=STAMPS, partition_by=st.sampled_from(PARTITION_BY))
+@given(stamps=STAMPS, partition_by=st.sampled_from(PARTITION_BY),
+       unit=st.sampled_from(["s", "ms", "us"]))  # fmt: skip
 def test_each_row_lands_once_in_its_directory_in_order(
-    stamps: list[int | None], partition_by: PartitionBy
+    stamps: list[int | None], partition_by: PartitionBy, unit: str
 ) -> None:
-    table = pa.table({"t": pa.array(stamps, pa.int64()).cast(UTC_MICROS),
-                      "row": list(range(len(stamps)))})  # fmt: skip
+    in_unit = [None if us is None else us // {"s": 10**6, "ms": 1000, "us": 1}[unit]
+               for us in stamps]  # fmt: skip
+    times = pa.array(in_unit, pa.int64()).cast(pa.timestamp(unit, tz="UTC"))
+    table = pa.table({"t": times, "row": list(range(len(stamps)))})
     pieces = by_directory(table, "t", partition_by)
 
     directories = [directory for directory, _ in pieces]
@@ -55,3 +58,14 @@ def test_each_row_lands_once_in_its_directory_in_order(
             assert expected_directory(stamp, partition_by) == directory
         seen += numbers
     assert sorted(seen) == list(range(len(stamps)))
+
+
+def test_times_no_date_can_name_go_to_the_default_partition() -> None:
+    extremes = pa.array([2**62, -(2**62), 0], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    pieces = by_directory(pa.table({"t": extremes}), "t", "hour")
+    default = f"date={NULL_SEGMENT_VALUE}/hour={NULL_SEGMENT_VALUE}"
+    assert [(directory, rows.num_rows) for directory, rows in pieces] == [
+        (default, 1),
+        ("date=1970-01-01/hour=00", 1),
+        (default, 1),
+    ]

@@ -9,6 +9,7 @@ The crash tests in ``tests/flows`` check the same with bytewax committing.
 from __future__ import annotations
 
 import pickle
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from sinks.table_sink import (
     SinkState,
     publish_committed_rolls,
 )
+from sources.errors import ConfigError
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([("window_start", UTC_MICROS), ("value", pa.int64())])
@@ -160,3 +162,18 @@ def test_compaction_publishes_committed_rolls_and_leaves_the_others(
     assert (report.published, report.uncommitted, report.files_merged) == (2, 1, 2)
     assert visible_values(table_dir) == [-1, 0]
     assert len(list(table_dir.glob("date=*/compacted-*.parquet"))) == 1
+
+
+def test_compaction_refuses_pending_rolls_whose_recovery_directory_is_gone(
+    tmp_path: Path, recovery_dir: Path
+) -> None:
+    table_dir = tmp_path / "table"
+    part = sink(table_dir, recovery_dir).build_part(STEP, "0", None)
+    part.write_batch([rows([0])])
+    part.snapshot()
+    part.close()
+    shutil.rmtree(recovery_dir)
+
+    with pytest.raises(ConfigError, match="which is gone"):
+        compact_table(table_dir)
+    assert len(pending_rolls(table_dir)) == 1, "nothing was thrown away"
