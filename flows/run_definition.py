@@ -25,6 +25,9 @@ from sources.event_time import MICROS_PER_SECOND
 
 DEFINITION_FILE = "run-definition.json"
 MAY_CHANGE = ("lateness",)
+CHECKPOINT_FORMAT = "2"
+"""The shape of the state in a checkpoint; raised whenever a release changes it."""
+_FORMAT_KEY = "checkpoint format"
 
 
 def describe(
@@ -32,6 +35,7 @@ def describe(
 ) -> dict[str, str]:
     """The definition of a run of ``flow`` with ``settings`` over the tables ``specs``."""
     definition = {
+        _FORMAT_KEY: CHECKPOINT_FORMAT,
         "flow": flow,
         "topic": settings.topic,
         "output directory": str(settings.out.resolve()),
@@ -76,6 +80,7 @@ def check_definition(directory: Path, definition: dict[str, str]) -> list[str]:
         return []
     changed = sorted(key for key in recorded.keys() | definition.keys()
                      if recorded.get(key) != definition.get(key))  # fmt: skip
+    _require_format(directory, recorded)
     refused = [key for key in changed if key not in MAY_CHANGE]
     if refused:
         was, now = (
@@ -92,6 +97,17 @@ def check_definition(directory: Path, definition: dict[str, str]) -> list[str]:
     if changed:
         _write(path, definition)
     return [f"{key} changed from {recorded[key]} to {definition[key]}" for key in changed]
+
+
+def _require_format(directory: Path, recorded: dict[str, str]) -> None:
+    """ConfigError unless the checkpoint's state has the shape this version reads."""
+    if recorded.get(_FORMAT_KEY) != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"--recovery-dir {directory} holds checkpoints of another eventlake version "
+            f"(format {recorded.get(_FORMAT_KEY, '1')}, this one reads {CHECKPOINT_FORMAT}), "
+            "whose state it cannot resume; start a new run with a new --recovery-dir and an "
+            "empty --out"
+        )
 
 
 def _read(path: Path) -> dict[str, str] | None:

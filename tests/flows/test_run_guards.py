@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 from datetime import UTC, datetime
@@ -91,3 +92,18 @@ def test_a_second_run_on_the_same_recovery_directory_is_refused_until_the_first_
     assert "in use by a run of 1 processes" in other_count.stderr
     assert "this run of 2 cannot share it" in other_count.stderr
     assert after_the_kill.returncode == 0, after_the_kill.stderr
+
+
+def test_a_checkpoint_of_another_version_is_refused_saying_so(
+    broker: Broker, finished_run: str, tmp_path: Path
+) -> None:
+    definition_file = tmp_path / "recovery" / "run-definition.json"
+    definition = json.loads(definition_file.read_text())
+    del definition["checkpoint format"]  # as the releases before formats were numbered
+    definition_file.write_text(json.dumps(definition))
+
+    refused = eventlake(*_aggregate(finished_run, tmp_path, broker))
+
+    assert refused.returncode == 2
+    assert "checkpoints of another eventlake version (format 1" in refused.stderr
+    assert "new --recovery-dir and an empty --out" in refused.stderr
