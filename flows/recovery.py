@@ -57,10 +57,10 @@ def owned(directory: Path, processes: Processes) -> Iterator[None]:
                 f"--recovery-dir {directory} is in use by {_holder(lock_path)}; wait for that "
                 "run to end or stop it, or pass another --recovery-dir"
             )
-        _refuse_other_process_counts(directory, lock_path, _process_count(processes))
         lock.truncate(0)
         lock.write(json.dumps(_owner(processes)))
         lock.flush()
+        _refuse_other_process_counts(directory, lock_path, _process_count(processes))
         yield
 
 
@@ -68,7 +68,7 @@ def _refuse_other_process_counts(directory: Path, mine: Path, count: int) -> Non
     for other in sorted(directory.glob(_OWNER_LOCK.format("*"))):
         if other == mine or not _held(other):
             continue
-        holder = _read_owner(other)
+        holder = _settled_owner(other, count)
         if holder.get("processes") not in (None, count):  # None: being written right now
             raise ConfigError(
                 f"--recovery-dir {directory} is in use by a run of {holder.get('processes')} "
@@ -109,6 +109,18 @@ def _owner(processes: Processes) -> dict[str, object]:
         "processes": _process_count(processes),
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _settled_owner(lock_path: Path, count: int, wait_s: float = 1.0) -> dict[str, Any]:
+    """The holder's record; one naming another process count is read again for up to
+    ``wait_s``, since a process of this very run may have just taken a lock whose file
+    still holds the record of a dead run."""
+    deadline = time.monotonic() + wait_s
+    holder = _read_owner(lock_path)
+    while holder.get("processes") not in (None, count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        holder = _read_owner(lock_path)
+    return holder
 
 
 def _read_owner(lock_path: Path) -> dict[str, Any]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
 import socket
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from flows.recovery import owned
+from flows.runner import Processes
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker, NewTopic
 from tests.helpers import eventlake, produce_events, writing_flow
@@ -107,3 +111,23 @@ def test_a_checkpoint_of_another_version_is_refused_saying_so(
     assert refused.returncode == 2
     assert "checkpoints of another eventlake version (format 1" in refused.stderr
     assert "new --recovery-dir and an empty --out" in refused.stderr
+
+
+def test_processes_starting_together_do_not_refuse_each_other_over_a_dead_runs_record(
+    tmp_path: Path,
+) -> None:
+    """Process 0 of a new two-process run has just locked its file, which still holds
+    the record of a dead one-process run; process 1 must wait for the new record."""
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    lock_file = recovery / ".owner-0.lock"
+    lock_file.write_text(json.dumps({"pid": 1, "host": "old", "processes": 1}))
+    addresses = ("127.0.0.1:1", "127.0.0.1:2")
+    with lock_file.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        rewrite = threading.Timer(0.2, lambda: lock_file.write_text(json.dumps(
+            {"pid": 2, "host": "new", "processes": 2})))  # fmt: skip
+        rewrite.start()
+        with owned(recovery, Processes(1, addresses)):
+            pass
+        rewrite.join()
