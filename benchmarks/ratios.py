@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sources.broker import EmbeddedBroker
 from sources.generators import AnalyticsGenerator, MonitoringGenerator
+from sources.generators.base import EventGenerator
 from sources.producer import PRODUCER_CONFIG
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
@@ -87,13 +88,8 @@ def _command_rate(bootstrap: str, topic: str, count: int, args: list[str], out: 
     return count / (time.perf_counter() - started)
 
 
-def _monitoring(count: int) -> Iterator[bytes]:
-    events = MonitoringGenerator(seed=1, start=START).events()
-    return (json.dumps(event).encode() for event in islice(events, count))
-
-
-def _analytics(count: int) -> Iterator[bytes]:
-    events = AnalyticsGenerator(seed=1, start=START).events()
+def _generated(kind: type[EventGenerator], count: int) -> Iterator[bytes]:
+    events = kind(seed=1, start=START).events()
     return (json.dumps(event).encode() for event in islice(events, count))
 
 
@@ -126,7 +122,7 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
     with EmbeddedBroker(topics=topics) as bootstrap, tempfile.TemporaryDirectory() as work:
         target, out = KafkaTarget(bootstrap), Path(work)
-        _produce(target, "steady", _monitoring(steady))
+        _produce(target, "steady", _generated(MonitoringGenerator, steady))
         ceiling = _consume_rate(target, "steady", steady)
         flow = _command_rate(bootstrap, "steady", steady, STEADY, out / "steady")
         recovery = ["--recovery-dir", str(out / "recovery"), "--snapshot-interval", "10s"]
@@ -142,7 +138,7 @@ def main() -> None:
         rows += [("backfill: a year into 1h windows", flow, f"{flow / ceiling:.2f}x consume"),
                  (f"  wrote {_files(out / 'year' / 'windows')}", 0.0, ""),
                  ("  baseline: consume only", ceiling, "")]  # fmt: skip
-        _produce(target, "shop", _analytics(sessions))
+        _produce(target, "shop", _generated(AnalyticsGenerator, sessions))
         ceiling = _consume_rate(target, "shop", sessions)
         flow = _command_rate(bootstrap, "shop", sessions, ["run", "analytics"], out / "shop")
         rows += [("sessions: the analytics flow", flow, f"{flow / ceiling:.2f}x consume"),

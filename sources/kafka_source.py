@@ -227,7 +227,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             if error is None:
                 self._outage.fine()
                 if self._stop_at is None or offset < self._stop_at:
-                    raw.extend([message], self._stop_at)
+                    raw.extend([message])
                     next_offset = max(next_offset, offset + 1)
             elif error.code() == KafkaError._PARTITION_EOF:
                 self._outage.fine()
