@@ -9,7 +9,6 @@ as rows and are judged at the shard: merged if still open, else late.
 
 from __future__ import annotations
 
-import functools
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -41,12 +40,6 @@ class Windowed:
 
     rows: Stream[tuple[str, pa.Table]]
     late: Stream[tuple[str, pa.Table]]
-
-
-@functools.cache
-def _no_late_rows(event_schema: pa.Schema) -> pa.Table:
-    """What most shard steps emit as late rows: made once per schema."""
-    return late_schema(event_schema).empty_table()
 
 
 def late_schema(event_schema: pa.Schema) -> pa.Schema:
@@ -134,21 +127,23 @@ def windowed(
         return shard, [shard.process(spec, item)]
 
     emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)
-    # Empty tables too: every shard step reaches its sink partition, so files roll on time.
-    rows = op.map_value(f"{step_id}_rows", emitted, lambda out: spec.rows(out.closed))
-    late = op.map_value(f"{step_id}_late", emitted, lambda out: late_rows(spec, out))
+    rows = op.flat_map_value(
+        f"{step_id}_rows", emitted, lambda out: [spec.rows(out.closed)] if out.closed else []
+    )
+    late = op.flat_map_value(f"{step_id}_late", emitted, lambda out: late_rows(spec, out))
     return Windowed(rows, late)
 
 
-def late_rows(spec: TableSpec, emitted: Emitted) -> pa.Table:
-    """Late rows of one shard step with the table they missed, the watermark and why."""
+def late_rows(spec: TableSpec, emitted: Emitted) -> list[pa.Table]:
+    """Late rows of one shard step with the table they missed, the watermark and why:
+    one table, or none if no row was late."""
     if emitted.late is None:
-        return _no_late_rows(spec.event_schema)
+        return []
     count = emitted.late.num_rows
     watermark = pa.array([emitted.late_watermark] * count, pa.int64()).cast(UTC_MICROS)
     reason = f"its window of {spec.name} had closed (the watermark had passed it)"
-    return (
+    return [
         emitted.late.append_column("table", pa.array([spec.name] * count, pa.string()))
         .append_column("watermark", watermark)
         .append_column("reason", pa.array([reason] * count, pa.string()))
-    )
+    ]

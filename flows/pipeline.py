@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import bytewax.operators as op
@@ -15,7 +16,7 @@ from flows.run_definition import check_definition, describe
 from flows.settings import FlowSettings
 from flows.tables import TableSpec
 from flows.windows import reach_us
-from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, ParquetTableSink, SinkItem
+from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, TICK, ParquetTableSink, SinkItem
 from sources.batches import (
     DEAD_LETTER_SCHEMA,
     DEAD_LETTER_TABLE,
@@ -33,6 +34,7 @@ LATE_TABLE = "late"
 SHARED_TABLES = (LATE_TABLE, DEAD_LETTER_TABLE, GAPS_TABLE)
 """The tables every flow writes besides its own."""
 MICROS = 1_000_000
+TICK_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,9 @@ class Pipeline:
     flow: Dataflow
     tables: dict[str, Windowed]
     settings: FlowSettings
-    ends: Stream[tuple[str, SinkItem]]
-    """END_OF_INPUT for every sink partition, whenever a source partition ends."""
+    signals: Stream[tuple[str, SinkItem]]
+    """For every sink partition: END_OF_INPUT whenever a source partition ends, and a
+    TICK at least every :data:`TICK_INTERVAL_S` while batches come."""
 
     def write(
         self,
@@ -62,36 +65,35 @@ class Pipeline:
             None if checkpointing is None else checkpointing.directory,
         )
         placed = op.flat_map(f"{table}_by_directory", rows, sink.route)
-        op.output(table, op.merge(f"{table}_until_end", placed, self.ends), sink)
-
-
-_NO_DEAD_LETTERS = DEAD_LETTER_SCHEMA.empty_table()
-_NO_GAPS = GAPS_SCHEMA.empty_table()
+        op.output(table, op.merge(f"{table}_with_signals", placed, self.signals), sink)
 
 
 def _dead_letters(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
-    rows = batch.dead_letter_table() if batch.dead_letters else _NO_DEAD_LETTERS
-    return _with_every_partition(batch.partition, rows, _NO_DEAD_LETTERS)
+    return [(str(batch.partition), batch.dead_letter_table())] if batch.dead_letters else []
 
 
 def _gaps(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
-    rows = batch.gap_table() if batch.gaps else _NO_GAPS
-    return _with_every_partition(batch.partition, rows, _NO_GAPS)
+    return [(str(batch.partition), batch.gap_table())] if batch.gaps else []
 
 
-def _with_every_partition(
-    source_partition: int, rows: pa.Table, nothing: pa.Table
-) -> list[tuple[str, pa.Table]]:
-    """``rows`` of a batch, and an empty table for every sink partition: rows go to the
-    partition of their directory, which then snapshots on time (rolls by age, publishes)
-    although no batch of its own brings it anything."""
-    items = [(str(part), nothing) for part in range(SINK_PARTITIONS)]
-    return [*items, (str(source_partition), rows)] if rows.num_rows else items
+class _Signals:
+    """The signals a batch sends every sink partition: END_OF_INPUT if its source
+    partition ended, else a TICK if none was sent for :data:`TICK_INTERVAL_S` in this
+    process. Rows go to the partition of their directory, so a partition may get none
+    for long; a tick lets it snapshot anyway (roll by age, publish)."""
 
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ticked = -TICK_INTERVAL_S
 
-def _end_markers(batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
-    last = batch.ended or batch.stopping
-    return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)] if last else []
+    def __call__(self, batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
+        if batch.ended or batch.stopping:
+            return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)]
+        now = self._clock()
+        if now - self._ticked < TICK_INTERVAL_S:
+            return []
+        self._ticked = now
+        return [(str(part), TICK) for part in range(SINK_PARTITIONS)]
 
 
 def build_pipeline(
@@ -116,8 +118,8 @@ def build_pipeline(
     )
     source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
     batches = op.input(SOURCE_STEP, flow, source)
-    ends = op.flat_map("end_of_input", batches, _end_markers)
-    pipeline = Pipeline(flow, {}, settings, ends)
+    signals = op.flat_map("sink_signals", batches, _Signals())
+    pipeline = Pipeline(flow, {}, settings, signals)
     dead = op.flat_map("dead", batches, _dead_letters)
     pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
     gaps = op.flat_map("gap_rows", batches, _gaps)

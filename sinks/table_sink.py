@@ -12,7 +12,10 @@ that a resume deletes. Without checkpoints, files appear as they are written.
 
 When a bounded run's input ends, every partition receives
 :data:`END_OF_INPUT` and writes all it holds at that epoch's snapshot, so a
-finished run leaves no rows behind.
+finished run leaves no rows behind. bytewax snapshots a partition only in an
+epoch in which it received an item, so the flow sends every partition a
+:data:`TICK` now and then: it rolls by age and publishes on time however
+rarely rows come.
 
 Layout: ``table/<directory>/part-<partition>-<sequence>-<n>.parquet``, the
 directory chosen by the table's time column (Hive style, so readers can prune
@@ -25,6 +28,7 @@ whose snapshots say which files are committed.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 import zlib
@@ -53,12 +57,18 @@ COMPRESSIONS = ("zstd", "snappy", "lz4", "none")
 SINK_MARKER = ".eventlake-sink.json"
 
 
-class EndOfInput:
-    """The item that tells a sink partition a bounded run's input has ended."""
+class Signal(enum.Enum):
+    """Items for a sink partition that carry no rows (cheap to send between processes)."""
+
+    TICK = "tick"
+    """Nothing to write: snapshot anyway (roll by age, publish what is durable)."""
+    END_OF_INPUT = "end of input"
+    """A bounded run's input has ended: write everything at this epoch's snapshot."""
 
 
-END_OF_INPUT = EndOfInput()
-SinkItem: TypeAlias = pa.Table | EndOfInput
+TICK = Signal.TICK
+END_OF_INPUT = Signal.END_OF_INPUT
+SinkItem: TypeAlias = pa.Table | Signal
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         settle_partition(table_dir, partition, state.next_sequence)
 
     def write_batch(self, values: list[SinkItem]) -> None:
-        self._input_ended |= any(isinstance(value, EndOfInput) for value in values)
+        self._input_ended |= any(value is END_OF_INPUT for value in values)
         rows = [
             conform(table, self._schema)
             for table in values
@@ -184,7 +194,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
 
 class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
     """One table's exactly-once sink; items are ``(key, table)`` with the fixed
-    ``schema``, or ``(partition, END_OF_INPUT)``.
+    ``schema``, or ``(partition, signal)``.
 
     ``time_column`` (a UTC timestamp column) chooses each row's directory, as
     ``policy.partition_by`` says. ``recovery_dir`` is the run's checkpoint
@@ -214,12 +224,8 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
 
     def route(self, item: tuple[str, pa.Table]) -> list[tuple[str, pa.Table]]:
         """``item``'s rows keyed by their directory, so that one sink partition writes
-        each directory: about one file per directory per roll, however many partitions.
-        An empty table keeps its key, so that its partition still snapshots on time
-        (rolling by age, publishing)."""
+        each directory: about one file per directory per roll, however many partitions."""
         _, table = item
-        if not table.num_rows:
-            return [item]
         return by_directory(table, self._time_column, self._policy.partition_by)
 
     def part_fn(self, item_key: str) -> int:

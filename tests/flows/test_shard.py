@@ -67,8 +67,7 @@ class Engine:
             shard = self.shards.setdefault(shard_key, WindowShard(LATENESS))
             emitted = shard.process(self.spec, shard_input)
             closed += self.spec.rows(emitted.closed).to_pylist()
-            late_table = late_rows(self.spec, emitted)
-            late += late_table.to_pylist() if late_table is not None else []
+            late += [row for table in late_rows(self.spec, emitted) for row in table.to_pylist()]
         return closed, late
 
     def open_keys(self) -> set[Any]:
