@@ -19,6 +19,7 @@ from flows.recovery import owned, prepare
 from flows.registry import FlowModule
 from flows.runner import run_dataflow
 from flows.settings import FlowSettings, ProduceSettings
+from flows.supervisor import Supervisor
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
 from sinks.parquet_files import column_sum, count_rows, visible_files
@@ -89,6 +90,9 @@ def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
     """Run the flow of ``module`` (called ``name``) to completion (bounded) or until
     interrupted."""
     require_topic(settings.target, settings.topic)
+    if settings.processes.spawn > 1:
+        _supervise(module, name, settings)
+        return
     with contextlib.ExitStack() as owning:
         if settings.checkpointing is not None:
             owning.enter_context(owned(settings.checkpointing.directory, settings.processes))
@@ -122,6 +126,20 @@ def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
         _report_stop(name, settings, progress)
     elif settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
+    else:
+        progress.finish(_summary(module, settings))
+
+
+def _supervise(module: FlowModule, name: str, settings: FlowSettings) -> None:
+    """Run the flow as ``settings.processes.spawn`` local processes, each this command
+    again; one line of progress for them all."""
+    count = settings.processes.spawn
+    print(f"run {name}: starting {count} processes of one run", file=sys.stderr)
+    progress = Progress(f"run {name}")
+    with _stop_on_signals() as stop:
+        Supervisor(count, sys.argv[1:], progress).run(stop)
+    if stop.is_set():
+        _report_stop(name, settings, progress)
     else:
         progress.finish(_summary(module, settings))
 

@@ -242,18 +242,27 @@ def rolling_options(command: Callable[..., Any]) -> Any:
 
 
 def cluster_options(command: Callable[..., Any]) -> Any:
-    """``--process-id`` and ``--addresses`` of a multi-process run, passed to
-    ``command`` as ``processes``."""
+    """``--processes``, or ``--process-id`` and ``--addresses`` of a multi-process run,
+    passed to ``command`` as ``processes``."""
 
     @functools.wraps(command)
     def with_processes(
-        *args: Any, process_id: int | None, addresses: str | None, **kwargs: Any
+        *args: Any, spawn: int, process_id: int | None, addresses: str | None, **kwargs: Any
     ) -> Any:
-        return command(*args, processes=parse_processes(process_id, addresses), **kwargs)
+        return command(*args, processes=parse_processes(process_id, addresses, spawn), **kwargs)
 
     return _with_options(
         with_processes,
         [
+            env_option(
+                "--processes",
+                "spawn",
+                env="PROCESSES",
+                type=click.IntRange(min=1),
+                default=1,
+                help="Start this many local processes of one run (free ports on localhost) "
+                "and supervise them: one fails, all stop.",
+            ),
             env_option(
                 "-i",
                 "--process-id",
@@ -268,18 +277,24 @@ def cluster_options(command: Callable[..., Any]) -> Any:
                 env="ADDRESSES",
                 default=None,
                 help="HOST:PORT of every process of the run, separated by ';', the same "
-                "list in each process. [default: a single process]",
+                "list in each process (runs over several hosts). [default: a single process]",
             ),
         ],
     )
 
 
-def parse_processes(process_id: int | None, addresses: str | None) -> Processes:
-    """The :class:`Processes` for ``-i``/``-a``, or ConfigError naming the fix."""
+def parse_processes(process_id: int | None, addresses: str | None, spawn: int = 1) -> Processes:
+    """The :class:`Processes` for ``--processes`` or ``-i``/``-a``, or ConfigError naming
+    the fix."""
     if addresses is None:
         if process_id not in (None, 0):
             raise ConfigError("--process-id needs --addresses, the list of every process")
-        return Processes()
+        return Processes(spawn=spawn)
+    if spawn > 1:
+        raise ConfigError(
+            "--processes starts a local run of its own; pass either --processes or "
+            "--process-id with --addresses"
+        )
     listed = tuple(address.strip() for address in addresses.split(";") if address.strip())
     malformed = [address for address in listed if not re.fullmatch(r"[^:\s]+:\d+", address)]
     if malformed or not listed:

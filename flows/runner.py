@@ -17,11 +17,15 @@ from sources.errors import EventlakeError
 
 @dataclass(frozen=True)
 class Processes:
-    """The processes of one run: this one's index and every process's HOST:PORT."""
+    """The processes of one run: this one's index and every process's HOST:PORT, or how
+    many local processes this command starts and supervises."""
 
     process_id: int = 0
     addresses: tuple[str, ...] = ()
     """Empty for a single-process run."""
+    spawn: int = 1
+    """``--processes``: above 1, this command runs no flow itself but starts and
+    supervises that many local processes (:mod:`flows.supervisor`)."""
 
 
 SINGLE_PROCESS = Processes()

@@ -19,6 +19,10 @@ class BrokerError(EventlakeError):
     """The embedded broker, or a Kafka cluster, failed at run time."""
 
 
+class ClusterError(EventlakeError):
+    """A process of a multi-process run failed; the others were stopped."""
+
+
 class InterruptedRunError(EventlakeError):
     """The user stopped a run that had a set amount of work (exit code 130)."""
 

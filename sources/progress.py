@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 import time
@@ -10,6 +12,9 @@ from typing import IO
 
 _TTY_INTERVAL_S = 0.5
 _LOG_INTERVAL_S = 5.0
+PROGRESS_FORMAT_ENV = "EVENTLAKE_PROGRESS_FORMAT"
+"""Set to ``json`` (by a supervising process), progress is reported as JSON lines
+``{"progress": label, "count": N}`` every :data:`_TTY_INTERVAL_S` instead of text."""
 
 
 def note(line: str, stream: IO[str] | None = None) -> None:
@@ -24,7 +29,8 @@ class Progress:
     """Counts units of work and shows ``label: N events, R/s`` while it runs.
 
     On a terminal the line updates in place; elsewhere (CI logs, pipes) a new
-    line is written every few seconds. Thread-safe: bytewax workers in one
+    line is written every few seconds; for a supervisor, JSON lines (see
+    :data:`PROGRESS_FORMAT_ENV`). Thread-safe: bytewax workers in one
     process may share one instance. ``finish`` prints the summary line.
     """
 
@@ -45,7 +51,8 @@ class Progress:
         self._started = clock()
         self._last_shown = self._started
         self._tty = stream.isatty()
-        self._interval = _TTY_INTERVAL_S if self._tty else _LOG_INTERVAL_S
+        self._json = os.environ.get(PROGRESS_FORMAT_ENV) == "json"
+        self._interval = _TTY_INTERVAL_S if self._tty or self._json else _LOG_INTERVAL_S
         self._lock = threading.Lock()
 
     def advance(self, units: int) -> None:
@@ -80,7 +87,10 @@ class Progress:
         return f"{self.label}: {done} {self.unit}, {rate:,.0f} {self.unit}/s"
 
     def _show(self, line: str, final: bool) -> None:
-        if self._tty:
+        if self._json:
+            line = json.dumps({"progress": self.label, "count": self.count, "final": final})
+            self._stream.write(line + "\n")
+        elif self._tty:
             end = "\n" if final else ""
             self._stream.write(f"\r\033[K{line}{end}")
         else:

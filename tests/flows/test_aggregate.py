@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -186,3 +188,66 @@ def test_a_signal_stops_an_unbounded_run_cleanly_and_the_rerun_resumes_it(
 
     assert resumed.returncode == 0 and "resuming from epoch" in resumed.stderr
     assert_windows_match(tmp_path, events, "tumbling")
+
+
+def test_processes_2_run_one_cluster_equal_to_the_batch_oracle(
+    broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    done = eventlake(*_hopping_command(broker, topic, tmp_path), "--bounded", "--processes", "2")
+    assert done.returncode == 0, done.stderr
+    assert "starting 2 processes of one run" in done.stderr
+    assert f"run aggregate: {EVENTS:,} events" in done.stderr, "one line counts both processes"
+    assert_windows_match(tmp_path, events, "hopping")
+
+
+def test_a_supervised_run_stops_whole_on_a_signal_or_a_dead_process_and_resumes(
+    broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    recovery = ["--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.3s"]
+    command = [*_hopping_command(broker, topic, tmp_path), "--processes", "2", *recovery]
+    with cli_process(*command, stderr=subprocess.PIPE) as supervisor:
+        _wait_for_epoch(tmp_path / "recovery", 3, supervisor)
+        supervisor.send_signal(signal.SIGTERM)
+        _, stderr = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 0, stderr
+    assert "stopped on request with every buffered row written" in stderr
+
+    with cli_process(*command, stderr=subprocess.PIPE) as supervisor:
+        _wait_for_epoch(tmp_path / "recovery", (resume_epoch(tmp_path / "recovery") or 0) + 2,
+                        supervisor)  # fmt: skip
+        victim = _children(supervisor.pid)[-1]
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 1, stderr
+    assert f"(pid {victim}) was killed by SIGKILL; the others were stopped" in stderr
+    assert not _children(supervisor.pid)
+
+    resumed = eventlake(*command, "--bounded")
+    assert resumed.returncode == 0 and "resuming from epoch" in resumed.stderr
+    assert_windows_match(tmp_path, events, "hopping")
+
+
+def _hopping_command(broker: Broker, topic: str, out: Path) -> list[str]:
+    return ["aggregate", "--topic", topic, "--time-field", "ts", "--key", "service",
+            "--value", "latency_ms", "--window", "2m", "--slide", "30s",
+            "--agg", ",".join(AGGS), "--out", str(out),
+            "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+
+
+def _wait_for_epoch(recovery_dir: Path, epoch: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while (resume_epoch(recovery_dir) or 0) < epoch:
+        assert process.poll() is None, "the run ended early"
+        assert time.monotonic() < deadline, "no snapshot was committed"
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``, oldest first."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)

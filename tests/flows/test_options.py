@@ -6,6 +6,7 @@ import pytest
 
 from flows.options import parse_processes
 from flows.runner import Processes
+from flows.supervisor import child_arguments, free_addresses
 from sources.errors import ConfigError
 from tests.helpers import eventlake
 
@@ -38,3 +39,18 @@ def test_inconsistent_process_flags_name_the_fix(
 def test_the_cli_refuses_them_before_anything_starts() -> None:
     refused = eventlake("run", "monitoring", "-i", "3", "-a", "127.0.0.1:1;127.0.0.1:2")
     assert refused.returncode == 2 and "--process-id must be given and below 2" in refused.stderr
+
+
+def test_processes_start_a_local_run_of_their_own() -> None:
+    assert parse_processes(None, None, spawn=3) == Processes(spawn=3)
+    with pytest.raises(ConfigError, match="either --processes or --process-id"):
+        parse_processes(0, "a:1;b:2", spawn=2)
+    refused = eventlake("run", "monitoring", "--processes", "0")
+    assert refused.returncode == 2 and "--processes" in refused.stderr
+
+
+def test_a_child_is_the_same_command_without_processes() -> None:
+    arguments = ["run", "x", "--processes", "2", "--out", "o", "--processes=3", "--bounded"]
+    assert child_arguments(arguments) == ["run", "x", "--out", "o", "--bounded"]
+    addresses = free_addresses(3)
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
