@@ -53,6 +53,9 @@ from sinks.pending_files import (
 from sinks.table_lock import hold_for_writing
 
 SINK_PARTITIONS = 16
+COMBINE_BUFFERED_AT = 256
+"""Buffered tables are combined into one once this many wait: each small table costs
+kilobytes of buffers and objects, in memory and in every snapshot."""
 COMPRESSIONS = ("zstd", "snappy", "lz4", "none")
 SINK_MARKER = ".eventlake-sink.json"
 
@@ -133,7 +136,10 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         ]
         if rows and self._state.buffered_since is None:
             self._state.buffered_since = self._clock()
-        self._state.buffered.extend(rows)
+        buffered = self._state.buffered
+        buffered.extend(rows)
+        if len(buffered) >= COMBINE_BUFFERED_AT:
+            buffered[:] = [pa.concat_tables(buffered).combine_chunks()]
 
     def snapshot(self) -> SinkState:
         self._publish_durable()

@@ -8,7 +8,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from sinks.table_sink import END_OF_INPUT, ParquetTableSink, RollingPolicy, SinkState
+from sinks.table_sink import (
+    COMBINE_BUFFERED_AT,
+    END_OF_INPUT,
+    TICK,
+    ParquetTableSink,
+    RollingPolicy,
+    SinkState,
+)
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([("window_start", UTC_MICROS), ("value", pa.int64())])
@@ -59,7 +66,7 @@ def test_age_rolls_a_file_at_the_next_snapshot(tmp_path: Path) -> None:
     part.write_batch([rows([0])])
     part.snapshot()
     clock.now += 10
-    part.write_batch([SCHEMA.empty_table()])  # a heartbeat: no rows, but a snapshot
+    part.write_batch([TICK])  # no rows, but a snapshot
     assert part.snapshot().next_sequence == 1
     assert len(files(tmp_path)) == 1
 
@@ -90,3 +97,14 @@ def test_end_of_input_writes_everything_at_that_snapshot(tmp_path: Path) -> None
     part.close()
     sink.build_part("out", "0", final).close()  # a rerun of the finished run
     assert files(tmp_path) == written and len(written) == 1
+
+
+def test_many_small_tables_are_buffered_as_few(tmp_path: Path) -> None:
+    sink = ParquetTableSink(tmp_path, SCHEMA, "window_start", None, clock=Clock())
+    part = sink.build_part("out", "0", None)
+    for minute in range(3 * COMBINE_BUFFERED_AT):
+        part.write_batch([rows([minute % 50])])
+    state = part.snapshot()
+    assert len(state.buffered) < COMBINE_BUFFERED_AT
+    values = pa.concat_tables(state.buffered)["value"].to_pylist()
+    assert values == [minute % 50 for minute in range(3 * COMBINE_BUFFERED_AT)]

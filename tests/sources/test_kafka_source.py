@@ -13,7 +13,13 @@ from confluent_kafka import Producer
 
 from sources.batches import DecodedBatch
 from sources.decode import JsonDecoder
-from sources.kafka_source import KafkaBatchSource, ReadOptions
+from sources.kafka_source import (
+    PREFETCH_BUDGET,
+    PREFETCH_FLOOR,
+    KafkaBatchSource,
+    ReadOptions,
+    prefetch_config,
+)
 from tests.conftest import Broker, NewTopic
 from tests.helpers import READ_TIMEOUT_S
 
@@ -72,3 +78,12 @@ def test_a_partition_back_from_idleness_is_behind_until_it_catches_up(
     finally:
         for reader in readers:
             reader.close()
+
+
+@pytest.mark.parametrize("partitions", [1, 16, 64, 5_000])
+def test_the_consumers_of_a_topic_share_one_prefetch_budget(partitions: int) -> None:
+    config = prefetch_config(partitions)
+    share = (config["queued.min.messages"], config["queued.max.messages.kbytes"])
+    for limit, budget, floor in zip(share, PREFETCH_BUDGET, PREFETCH_FLOOR, strict=True):
+        assert limit >= floor
+        assert limit * partitions <= budget or limit == floor
