@@ -4,7 +4,10 @@ Per batch: assign windows and pre-aggregate per (key, window) with Arrow
 (:mod:`flows.partials`), send each shard its partials plus the batch's
 progress, and let the shard merge, advance its watermark and emit the windows
 it closed (:mod:`flows.shard`). Rows whose window may already be closed travel
-as rows and are judged at the shard: merged if still open, else late.
+as rows and are judged at the shard: merged if still open, else late. A batch
+that spreads over many windows (a backfill: a year of one partition in one
+batch) would make about one partial per row; its rows travel as rows too, and
+the shard groups them when their windows close.
 """
 
 from __future__ import annotations
@@ -18,15 +21,25 @@ import numpy as np
 import pyarrow as pa
 from bytewax.dataflow import Stream
 
-from flows.partials import assign, closes_at, event_micros, group, key_codes, with_windows
+from flows.partials import (
+    Assigned,
+    assign,
+    closes_at,
+    event_micros,
+    group,
+    key_codes,
+    with_windows,
+)
 from flows.shard import END_OF_TIME, NEVER, Emitted, ShardInput, WindowShard
 from flows.tables import TableSpec
-from flows.windows import reach_us
+from flows.windows import Session, reach_us
 from sources.batches import DecodedBatch
 from sources.event_time import UTC_MICROS
 
 SHARDS = 16
 """Stateful shards per table; keys are spread over them by a stable hash."""
+ROWS_PER_WINDOW = 4
+"""A batch with fewer rows than this per distinct window sends rows, not partials."""
 
 
 def shard_of(key: tuple[Any, ...]) -> int:
@@ -59,12 +72,15 @@ def route(
     lateness_us: int,
     batch: DecodedBatch,
     floor_us: int | None = None,
+    rows_per_window: float = ROWS_PER_WINDOW,
 ) -> list[tuple[str, ShardInput]]:
-    """One input per shard: its partials, its possibly-late rows, and the batch's progress.
+    """One input per shard: its partials or rows, its possibly-late rows, and the
+    batch's progress.
 
     ``floor_us`` is the newest event time in the checkpoint this run resumed from
     (None for a fresh run): no shard's restored watermark is past it plus the reach of
-    a window, so rows of windows closing by then are judged as rows.
+    a window, so rows of windows closing by then are judged as rows. A batch with fewer
+    than ``rows_per_window`` rows per distinct window sends rows instead of partials.
     """
     inputs = [
         ShardInput(
@@ -85,15 +101,30 @@ def route(
         if floor_us is not None:
             threshold = max(threshold, floor_us + reach_us(spec.window))
         maybe_late = closes_at(spec, assigned.starts, assigned.ends) <= threshold
-        for partial in group(spec, records, assigned.select(~maybe_late)):
-            inputs[shard_of(partial.key)].partials.append(partial)
+        on_time = assigned.select(~maybe_late)
+        if _sparse(spec, on_time, rows_per_window):
+            for shard, rows in _rows_by_shard(spec, with_windows(records, on_time)):
+                inputs[shard].rows = rows
+        else:
+            for partial in group(spec, records, on_time):
+                inputs[shard_of(partial.key)].partials.append(partial)
         if maybe_late.any():
-            _route_rows(spec, with_windows(records, assigned.select(maybe_late)), inputs)
+            late = with_windows(records, assigned.select(maybe_late))
+            for shard, rows in _rows_by_shard(spec, late):
+                inputs[shard].maybe_late = rows
     return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)]
 
 
-def _route_rows(spec: TableSpec, rows: pa.Table, inputs: list[ShardInput]) -> None:
-    """Rows to the shards of their keys, hashing each distinct key once."""
+def _sparse(spec: TableSpec, assigned: Assigned, rows_per_window: float) -> bool:
+    """Whether the rows spread so thin over windows that partials would cost more than
+    the rows (never for sessions, which the shard merges as partials)."""
+    if isinstance(spec.window, Session) or not len(assigned.rows):
+        return False
+    return len(np.unique(assigned.starts)) * rows_per_window > len(assigned.rows)
+
+
+def _rows_by_shard(spec: TableSpec, rows: pa.Table) -> list[tuple[int, pa.Table]]:
+    """``rows`` split by the shards of their keys, hashing each distinct key once."""
     codes, values = key_codes(spec, rows)
     distinct, row_key = np.unique(codes, axis=0, return_inverse=True)
     shard_of_key = np.array(
@@ -101,8 +132,7 @@ def _route_rows(spec: TableSpec, rows: pa.Table, inputs: list[ShardInput]) -> No
          for key in distinct]
     )  # fmt: skip
     shards = shard_of_key[row_key.reshape(-1)]
-    for shard in np.unique(shards):
-        inputs[shard].maybe_late = rows.filter(pa.array(shards == shard))
+    return [(int(shard), rows.filter(pa.array(shards == shard))) for shard in np.unique(shards)]
 
 
 def windowed(

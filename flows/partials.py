@@ -54,7 +54,7 @@ def closes_at(spec: TableSpec, starts: Micros, ends: Micros) -> Micros:
 
     A window's row is late once the watermark reaches the window's end. An
     event of a session is late once the watermark passes the event itself
-    (unless a still-open session of its key covers it, which the shard checks):
+    (unless it falls within a still-open session of its key, which the shard checks):
     a session may grow while the watermark is inside its gap.
     """
     return starts + 1 if isinstance(spec.window, Session) else ends

@@ -31,9 +31,10 @@ END_OF_TIME = 2**62
 class ShardInput:
     """What one source batch brings to one shard.
 
-    ``partials`` are windows certainly still open; ``maybe_late`` holds rows
-    (with ``window_start``/``window_end``) whose windows may have closed.
-    ``max_us`` is the batch's maximum event time (None for an empty batch).
+    ``partials`` are windows certainly still open; so are the windows of ``rows``
+    (with ``window_start``/``window_end``), sent as rows when partials would be about
+    one per row. ``maybe_late`` holds rows whose windows may have closed. ``max_us``
+    is the batch's maximum event time (None for an empty batch).
     """
 
     partition: int
@@ -43,6 +44,7 @@ class ShardInput:
     idle: bool = False
     execution: int = 0
     partials: list[Partial] = field(default_factory=list)
+    rows: pa.Table | None = None
     maybe_late: pa.Table | None = None
 
 
@@ -121,6 +123,10 @@ class WindowShard:
         self._ends: list[int] = []
         """A heap of the ends in ``_closing``, so closing costs the windows it closes
         rather than every open window."""
+        self._held: list[pa.Table] = []
+        """Rows of open windows, grouped into partials when their windows close."""
+        self._held_until = END_OF_TIME
+        """The earliest window end among the held rows."""
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit windows it closed."""
@@ -130,12 +136,32 @@ class WindowShard:
                 self._add(spec, partial)
         for partial in batch.partials:
             self._add(spec, partial)
+        if batch.rows is not None:
+            self._hold(batch.rows)
         self.clock.observe(batch)
         reach = reach_us(spec.window)
         previous, self.watermark = self.watermark, max(self.watermark, self.clock.watermark(reach))
         if self.watermark > previous:
+            self._group_held(spec)
             emitted.closed = self._close(self.watermark)
         return emitted
+
+    def _hold(self, rows: pa.Table) -> None:
+        self._held.append(rows)
+        self._held_until = min(self._held_until, int(event_micros(rows, "window_end").min()))
+
+    def _group_held(self, spec: TableSpec) -> None:
+        """Held rows whose windows the watermark has passed, grouped into open windows."""
+        if self._held_until > self.watermark:
+            return
+        rows = pa.concat_tables(self._held)
+        ends = event_micros(rows, "window_end")
+        due = ends <= self.watermark
+        kept = rows.filter(pa.array(~due))
+        self._held = [kept] if kept.num_rows else []
+        self._held_until = int(ends[~due].min()) if kept.num_rows else END_OF_TIME
+        for partial in _grouped(spec, rows.filter(pa.array(due))):
+            self._add(spec, partial)
 
     def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
         starts = event_micros(rows, "window_start")
@@ -145,21 +171,16 @@ class WindowShard:
         emitted.late_watermark = self.watermark
         if late.any():
             emitted.late = rows.filter(pa.array(late))
-        on_time = rows.filter(pa.array(~late))
-        assigned = Assigned(
-            rows=np.arange(on_time.num_rows),
-            starts=event_micros(on_time, "window_start"),
-            ends=event_micros(on_time, "window_end"),
-        )
-        return group(spec, on_time.drop_columns(["window_start", "window_end"]), assigned)
+        return _grouped(spec, rows.filter(pa.array(~late)))
 
     def _in_open_session(self, spec: TableSpec, rows: pa.Table, starts: np.ndarray) -> np.ndarray:
-        """Whether each row's event falls into a session of its key that is still open."""
-        gap = spec.window.gap_us if isinstance(spec.window, Session) else 0
+        """Whether each row's event falls into the span of a session of its key that is
+        still open. (One that would move a session's start back could reach into a
+        session already emitted, and emit its start twice.)"""
         keys = zip(*(rows[key].to_pylist() for key in spec.keys), strict=True)
         return np.array(
             [
-                any(w.start < ts + gap and ts < w.end for w in self.open.get(key, {}).values())
+                any(w.start <= ts < w.end for w in self.open.get(key, {}).values())
                 for key, ts in zip(keys, starts.tolist(), strict=True)
             ],
             dtype=bool,
@@ -202,3 +223,13 @@ class WindowShard:
             if not windows:
                 del self.open[key]
         return sorted(closed, key=lambda w: (w.end, w.start))
+
+
+def _grouped(spec: TableSpec, rows: pa.Table) -> list[Partial]:
+    """Partials of ``rows`` that carry their window (``window_start``/``window_end``)."""
+    assigned = Assigned(
+        rows=np.arange(rows.num_rows),
+        starts=event_micros(rows, "window_start"),
+        ends=event_micros(rows, "window_end"),
+    )
+    return group(spec, rows.drop_columns(["window_start", "window_end"]), assigned)

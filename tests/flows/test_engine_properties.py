@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from flows.engine import route
+from flows.engine import ROWS_PER_WINDOW, route
 from flows.shard import WindowShard
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sources.batches import DecodedBatch
@@ -26,6 +26,8 @@ class EngineMachine(RuleBasedStateMachine):
     of input, a new execution per run) through route() into the shards."""
 
     window: WindowSpec = Tumbling(MINUTE)
+    rows_per_window = ROWS_PER_WINDOW
+    """Small batches spread thin: mostly rows, grouped at the shard."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,7 +65,8 @@ class EngineMachine(RuleBasedStateMachine):
         if max_us is not None:
             self.prior[partition] = max(prior or max_us, max_us)
         self.sent += len(events)
-        for key, shard_input in route(self.spec, "ts", LATENESS, batch, self.floor):
+        routed = route(self.spec, "ts", LATENESS, batch, self.floor, self.rows_per_window)
+        for key, shard_input in routed:
             shard = self.shards.setdefault(key, WindowShard(LATENESS))
             emitted = shard.process(self.spec, shard_input)
             for window in emitted.closed:
@@ -131,7 +134,13 @@ class EngineMachine(RuleBasedStateMachine):
             for windows in shard.open.values()
             for window in windows.values()
         )
-        assert self.counted + self.late + still_open == self.sent
+        held = sum(table.num_rows for shard in self.shards.values() for table in shard._held)
+        assert self.counted + self.late + still_open + held == self.sent
+
+
+class PartialsMachine(EngineMachine):
+    rows_per_window = 0.0
+    """Every batch as partials."""
 
 
 class HoppingMachine(EngineMachine):
@@ -149,6 +158,8 @@ class SessionMachine(EngineMachine):
 RUNS = settings(max_examples=100, stateful_step_count=40, deadline=None)
 TestTumbling = EngineMachine.TestCase
 TestTumbling.settings = RUNS
+TestTumblingPartials = PartialsMachine.TestCase
+TestTumblingPartials.settings = RUNS
 TestHopping = HoppingMachine.TestCase
 TestHopping.settings = RUNS
 TestSessions = SessionMachine.TestCase

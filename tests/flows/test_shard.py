@@ -205,13 +205,28 @@ def test_a_lull_on_every_partition_does_not_flush_open_windows() -> None:
 
 def test_event_inside_an_open_session_merges_even_behind_the_watermark() -> None:
     engine = Engine(Session(10 * MINUTE), partitions=2)
-    engine.send(1, [("u", 0), ("u", 3300)])  # u's session [3300, 3900) is open
-    engine.send(0, [("v", 3600)])  # watermark 3295
-    closed, late = engine.send(1, [("u", 3200)])  # behind the watermark, inside u's session
+    engine.send(1, [("u", 0), ("u", 3300), ("u", 3350)])  # u's session [3300, 3950) is open
+    engine.send(0, [("v", 3600)])  # watermark 3345
+    closed, late = engine.send(1, [("u", 3320)])  # behind the watermark, inside u's session
     assert late == [] and all(row["key"] != "u" or row["count"] == 1 for row in closed)
     engine.send(0, [], ended=True)
     closed, _ = engine.send(1, [], ended=True)
-    assert sorted(r["count"] for r in closed if r["key"] == "u") == [2]
+    assert sorted(r["count"] for r in closed if r["key"] == "u") == [3]
+
+
+def test_event_behind_the_watermark_never_moves_a_session_start_back() -> None:
+    """Moving an open session's start back could reach a session already emitted: the
+    event that would do it is late, and no session is emitted twice."""
+    engine = Engine(Session(90 * S), partitions=2)
+    engine.send(0, [("a", 0)])
+    engine.send(1, [("a", 95)])
+    closed, _ = engine.send(0, [], idle=True)  # watermark 90 closes [0, 90)
+    assert [(r["key"], r["count"]) for r in closed] == [("a", 1)]
+    closed, late = engine.send(0, [("a", 6), ("a", 100)], behind=True)  # 6 would bridge both
+    assert [r["key"] for r in late] == ["a"] and closed == []
+    engine.send(0, [], ended=True)
+    closed, _ = engine.send(1, [], ended=True)
+    assert [(r["key"], r["count"]) for r in closed] == [("a", 2)]
 
 
 def test_watermark_never_goes_back() -> None:
