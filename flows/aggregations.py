@@ -15,6 +15,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import datasketches as ds
@@ -152,6 +153,7 @@ class Count(Aggregation[int]):
 
 
 STATS = ("sum", "mean", "min", "max", "stddev")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -181,20 +183,19 @@ class Stat(Aggregation[Moments]):
         return state.combine(Moments.of(_floats(values)))
 
     def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[Moments]:
-        table = pa.table({"group": pa.array(groups), "value": _with_nulls_as_float(values)})
-        stats = table.group_by("group").aggregate(
-            [("value", name) for name in ("count", "sum", "min", "max", "mean")]
-            + [("value", "variance", pc.VarianceOptions(ddof=0))]
-        )
-        moments = [Moments() for _ in range(count)]
-        columns = [stats[name].to_pylist() for name in (
-            "group", "value_count", "value_sum", "value_mean", "value_variance",
-            "value_min", "value_max",
-        )]  # fmt: skip
-        for group, n, total, mean, variance, low, high in zip(*columns, strict=True):
-            if n:
-                moments[group] = Moments(n, total, mean, variance * n, low, high)
-        return moments
+        floats = _with_nulls_as_float(values).to_numpy(zero_copy_only=False)
+        valid = ~np.isnan(floats)  # nulls; the decoder lets no NaN through
+        ids, kept = groups[valid], floats[valid]
+        n = np.bincount(ids, minlength=count)
+        total = np.bincount(ids, weights=kept, minlength=count)
+        mean = np.divide(total, n, out=np.zeros(count), where=n > 0)
+        m2 = np.bincount(ids, weights=(kept - mean[ids]) ** 2, minlength=count)
+        low, high = np.full(count, np.inf), np.full(count, -np.inf)
+        np.minimum.at(low, ids, kept)
+        np.maximum.at(high, ids, kept)
+        columns = (n.tolist(), total.tolist(), mean.tolist(), m2.tolist(), low.tolist(),
+                   high.tolist())  # fmt: skip
+        return [Moments(*group) if group[0] else Moments() for group in zip(*columns, strict=True)]
 
     def merge(self, left: Moments, right: Moments) -> Moments:
         return left.combine(right)
@@ -209,7 +210,7 @@ class Stat(Aggregation[Moments]):
                 self.stat
             ]
         if pa.types.is_timestamp(self.output_type):
-            return [pa.scalar(int(value), pa.int64()).cast(self.output_type).as_py()]
+            return [_EPOCH + timedelta(microseconds=int(value))]
         return [value]
 
 

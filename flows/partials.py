@@ -84,8 +84,7 @@ def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partia
     count = len(starts)
     first_row = np.full(count, len(ids), dtype=np.int64)
     np.minimum.at(first_row, ids, np.arange(len(ids)))
-    keys = [tuple(column[code] for column, code in zip(values, row, strict=True))
-            for row in codes[first_row]]  # fmt: skip
+    keys = [tuple(map(list.__getitem__, values, row)) for row in codes[first_row].tolist()]
     states = [
         aggregation.update_groups(
             pa.array(np.arange(len(ids)))
@@ -96,9 +95,12 @@ def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partia
         )
         for aggregation in spec.aggregations
     ]
+    per_group = zip(*states, strict=True) if states else ([] for _ in range(count))
     return [
-        Partial(key, int(start), int(end), [column[index] for column in states])
-        for index, (key, start, end) in enumerate(zip(keys, starts, ends, strict=True))
+        Partial(key, start, end, list(group_states))
+        for key, start, end, group_states in zip(
+            keys, starts.tolist(), ends.tolist(), per_group, strict=True
+        )
     ]
 
 
