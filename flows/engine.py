@@ -5,9 +5,10 @@ Per batch: assign windows and pre-aggregate per (key, window) with Arrow
 progress, and let the shard merge, advance its watermark and emit the windows
 it closed (:mod:`flows.shard`). Rows whose window may already be closed travel
 as rows and are judged at the shard: merged if still open, else late. A batch
-that spreads over many windows (a backfill: a year of one partition in one
-batch) would make about one partial per row; its rows travel as rows too, and
-the shard groups them when their windows close.
+that spreads thin (a backfill: a year of one partition in one batch; sessions
+of users whose events are spread over every partition) would make about one
+partial per row; its rows travel as rows too, and the shard groups them once
+the watermark has passed them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import bytewax.operators as op
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from bytewax.dataflow import Stream
 
 from flows.partials import (
@@ -102,7 +104,7 @@ def route(
             threshold = max(threshold, floor_us + reach_us(spec.window))
         maybe_late = closes_at(spec, assigned.starts, assigned.ends) <= threshold
         on_time = assigned.select(~maybe_late)
-        if _sparse(spec, on_time, rows_per_window):
+        if _sparse(spec, records, on_time, rows_per_window):
             for shard, rows in _rows_by_shard(spec, with_windows(records, on_time)):
                 inputs[shard].rows = rows
         else:
@@ -115,12 +117,16 @@ def route(
     return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)]
 
 
-def _sparse(spec: TableSpec, assigned: Assigned, rows_per_window: float) -> bool:
-    """Whether the rows spread so thin over windows that partials would cost more than
-    the rows (never for sessions, which the shard merges as partials)."""
-    if isinstance(spec.window, Session) or not len(assigned.rows):
+def _sparse(spec: TableSpec, records: pa.Table, assigned: Assigned, rows_per_window: float) -> bool:
+    """Whether the rows spread so thin that partials would cost about one per row: over
+    windows, or for sessions over keys (a user's events are spread over partitions)."""
+    if not len(assigned.rows):
         return False
-    return len(np.unique(assigned.starts)) * rows_per_window > len(assigned.rows)
+    if isinstance(spec.window, Session):
+        spread = len(pc.unique(records[spec.keys[0]]))
+    else:
+        spread = len(np.unique(assigned.starts))
+    return spread * rows_per_window > len(assigned.rows)
 
 
 def _rows_by_shard(spec: TableSpec, rows: pa.Table) -> list[tuple[int, pa.Table]]:

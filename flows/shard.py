@@ -124,9 +124,10 @@ class WindowShard:
         """A heap of the ends in ``_closing``, so closing costs the windows it closes
         rather than every open window."""
         self._held: list[pa.Table] = []
-        """Rows of open windows, grouped into partials when their windows close."""
+        """Rows of open windows, grouped into partials once the watermark reaches the
+        moment they could be late (:func:`closes_at`: a window's end, a session event)."""
         self._held_until = END_OF_TIME
-        """The earliest window end among the held rows."""
+        """The earliest such moment among the held rows."""
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit windows it closed."""
@@ -137,7 +138,7 @@ class WindowShard:
         for partial in batch.partials:
             self._add(spec, partial)
         if batch.rows is not None:
-            self._hold(batch.rows)
+            self._hold(spec, batch.rows)
         self.clock.observe(batch)
         reach = reach_us(spec.window)
         previous, self.watermark = self.watermark, max(self.watermark, self.clock.watermark(reach))
@@ -146,26 +147,27 @@ class WindowShard:
             emitted.closed = self._close(self.watermark)
         return emitted
 
-    def _hold(self, rows: pa.Table) -> None:
+    def _hold(self, spec: TableSpec, rows: pa.Table) -> None:
         self._held.append(rows)
-        self._held_until = min(self._held_until, int(event_micros(rows, "window_end").min()))
+        self._held_until = min(self._held_until, int(_closes_at(spec, rows).min()))
 
     def _group_held(self, spec: TableSpec) -> None:
-        """Held rows whose windows the watermark has passed, grouped into open windows."""
+        """Held rows the watermark has reached, grouped into open windows (before any
+        window closes: a session closing now takes every held event it reaches)."""
         if self._held_until > self.watermark:
             return
         rows = pa.concat_tables(self._held)
-        ends = event_micros(rows, "window_end")
-        due = ends <= self.watermark
+        closing = _closes_at(spec, rows)
+        due = closing <= self.watermark
         kept = rows.filter(pa.array(~due))
         self._held = [kept] if kept.num_rows else []
-        self._held_until = int(ends[~due].min()) if kept.num_rows else END_OF_TIME
+        self._held_until = int(closing[~due].min()) if kept.num_rows else END_OF_TIME
         for partial in _grouped(spec, rows.filter(pa.array(due))):
             self._add(spec, partial)
 
     def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
         starts = event_micros(rows, "window_start")
-        late = closes_at(spec, starts, event_micros(rows, "window_end")) <= self.watermark
+        late = _closes_at(spec, rows) <= self.watermark
         if isinstance(spec.window, Session):
             late &= ~self._in_open_session(spec, rows, starts)
         emitted.late_watermark = self.watermark
@@ -223,6 +225,11 @@ class WindowShard:
             if not windows:
                 del self.open[key]
         return sorted(closed, key=lambda w: (w.end, w.start))
+
+
+def _closes_at(spec: TableSpec, rows: pa.Table) -> np.ndarray:
+    """:func:`closes_at` of rows that carry their window."""
+    return closes_at(spec, event_micros(rows, "window_start"), event_micros(rows, "window_end"))
 
 
 def _grouped(spec: TableSpec, rows: pa.Table) -> list[Partial]:

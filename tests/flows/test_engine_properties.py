@@ -155,6 +155,10 @@ class SessionMachine(EngineMachine):
     window = Session(90 * S)
 
 
+class SessionPartialsMachine(SessionMachine):
+    rows_per_window = 0.0
+
+
 RUNS = settings(max_examples=100, stateful_step_count=40, deadline=None)
 TestTumbling = EngineMachine.TestCase
 TestTumbling.settings = RUNS
@@ -164,3 +168,5 @@ TestHopping = HoppingMachine.TestCase
 TestHopping.settings = RUNS
 TestSessions = SessionMachine.TestCase
 TestSessions.settings = RUNS
+TestSessionsPartials = SessionPartialsMachine.TestCase
+TestSessionsPartials.settings = RUNS
