@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow.dataset as ds
 import pytest
 
@@ -65,3 +66,16 @@ def test_a_backfill_writes_one_file_per_directory_and_counts_every_event(
     oracle = Counter((event["k"], _hour(event["ts"])) for event in events)
     assert counted + judged_late == oracle
     assert max(Counter((row["k"], row["window_start"]) for row in windows).values()) == 1
+    assert _read_by_duckdb(out / "windows", partition_by) == counted
+
+
+def _read_by_duckdb(table_dir: Path, partition_by: str) -> Counter[tuple[object, datetime]]:
+    """Counts per (key, window) as DuckDB reads the table, its Hive columns checked."""
+    hive = {"day": ["date"], "hour": ["date", "hour"], "none": []}[partition_by]
+    relation = duckdb.sql(
+        f"SELECT * FROM read_parquet('{table_dir}/**/*.parquet', hive_partitioning = true)"
+    )
+    assert [column for column in hive if column not in relation.columns] == []
+    rows = relation.fetchall()
+    key, start, count = (relation.columns.index(c) for c in ("k", "window_start", "count"))
+    return Counter({(row[key], row[start].astimezone(UTC)): row[count] for row in rows})
