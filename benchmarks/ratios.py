@@ -5,7 +5,7 @@ events (steady state, and three times as many to compare 1 and 2 processes), a
 year of sensor readings (backfill) and shop events (the analytics flow's
 sessions). Every row is one OS process over a whole topic,
 start-up included, measured for wall time, CPU seconds (its children's too) and
-peak RSS (of its largest process). A topic has two ceilings, plain
+peak RSS (summed over its processes). A topic has two ceilings, plain
 confluent-kafka loops that read it and take each message's value: one message
 per ``poll()`` (the loop of confluent-kafka's documentation, the ceiling the
 performance issue set the targets against) and batches of 10,000 per

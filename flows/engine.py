@@ -103,18 +103,29 @@ def route(
         if floor_us is not None:
             threshold = max(threshold, floor_us + reach_us(spec.window))
         maybe_late = closes_at(spec, assigned.starts, assigned.ends) <= threshold
-        on_time = assigned.select(~maybe_late)
-        if _sparse(spec, records, on_time, rows_per_window):
-            for shard, rows in _rows_by_shard(spec, with_windows(records, on_time)):
-                inputs[shard].rows = rows
-        else:
-            for partial in group(spec, records, on_time):
-                inputs[shard_of(partial.key)].partials.append(partial)
+        _route_on_time(spec, records, assigned.select(~maybe_late), rows_per_window, inputs)
         if maybe_late.any():
             late = with_windows(records, assigned.select(maybe_late))
             for shard, rows in _rows_by_shard(spec, late):
                 inputs[shard].maybe_late = rows
     return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)]
+
+
+def _route_on_time(
+    spec: TableSpec,
+    records: pa.Table,
+    on_time: Assigned,
+    rows_per_window: float,
+    inputs: list[ShardInput],
+) -> None:
+    """Rows of windows certainly open to their shards: as partials, or as rows if
+    :func:`_sparse`."""
+    if _sparse(spec, records, on_time, rows_per_window):
+        for shard, rows in _rows_by_shard(spec, with_windows(records, on_time)):
+            inputs[shard].rows = rows
+    else:
+        for partial in group(spec, records, on_time):
+            inputs[shard_of(partial.key)].partials.append(partial)
 
 
 def _sparse(spec: TableSpec, records: pa.Table, assigned: Assigned, rows_per_window: float) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import click
 
 from flows.durations import parse_duration
 from flows.recovery import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
-from flows.runner import Processes
+from flows.runner import Processes, parse_processes
 from flows.settings import Runtime
 from flows.sizes import parse_size
 from sinks.directories import PARTITION_BY, PartitionBy
@@ -259,7 +258,7 @@ def cluster_options(command: Callable[..., Any]) -> Any:
                 "spawn",
                 env="PROCESSES",
                 type=click.IntRange(min=1),
-                default=1,
+                default=Processes.spawn,
                 help="Start this many local processes of one run (free ports on localhost) "
                 "and supervise them: one fails, all stop.",
             ),
@@ -281,29 +280,6 @@ def cluster_options(command: Callable[..., Any]) -> Any:
             ),
         ],
     )
-
-
-def parse_processes(process_id: int | None, addresses: str | None, spawn: int = 1) -> Processes:
-    """The :class:`Processes` for ``--processes`` or ``-i``/``-a``, or ConfigError naming
-    the fix."""
-    if addresses is None:
-        if process_id not in (None, 0):
-            raise ConfigError("--process-id needs --addresses, the list of every process")
-        return Processes(spawn=spawn)
-    if spawn > 1:
-        raise ConfigError(
-            "--processes starts a local run of its own; pass either --processes or "
-            "--process-id with --addresses"
-        )
-    listed = tuple(address.strip() for address in addresses.split(";") if address.strip())
-    malformed = [address for address in listed if not re.fullmatch(r"[^:\s]+:\d+", address)]
-    if malformed or not listed:
-        raise ConfigError(f"--addresses {addresses!r}: write HOST:PORT;HOST:PORT, one per process")
-    if process_id is None or process_id >= len(listed):
-        raise ConfigError(
-            f"--process-id must be given and below {len(listed)}, the number of --addresses"
-        )
-    return Processes(process_id, listed)
 
 
 _RUNTIME_FLAGS: list[Callable[[F], F]] = [

@@ -46,7 +46,7 @@ class Pipeline:
     settings: FlowSettings
     signals: Stream[tuple[str, SinkItem]]
     """For every sink partition: END_OF_INPUT whenever a source partition ends, and a
-    TICK at least every :data:`TICK_INTERVAL_S` while batches come."""
+    TICK at most every :data:`TICK_INTERVAL_S` per process while batches come."""
 
     def write(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from sources.errors import EventlakeError
+from sources.errors import ConfigError, EventlakeError
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,31 @@ class Processes:
     spawn: int = 1
     """``--processes``: above 1, this command runs no flow itself but starts and
     supervises that many local processes (:mod:`flows.supervisor`)."""
+
+
+def parse_processes(
+    process_id: int | None, addresses: str | None, spawn: int = Processes.spawn
+) -> Processes:
+    """The :class:`Processes` for ``--processes`` or ``-i``/``-a``, or ConfigError naming
+    the fix."""
+    if spawn > 1 and (addresses, process_id) != (None, None):
+        raise ConfigError(
+            "--processes starts a local run of its own; pass either --processes or "
+            "--process-id with --addresses"
+        )
+    if addresses is None:
+        if process_id not in (None, 0):
+            raise ConfigError("--process-id needs --addresses, the list of every process")
+        return Processes(spawn=spawn)
+    listed = tuple(address.strip() for address in addresses.split(";") if address.strip())
+    malformed = [address for address in listed if not re.fullmatch(r"[^:\s]+:\d+", address)]
+    if malformed or not listed:
+        raise ConfigError(f"--addresses {addresses!r}: write HOST:PORT;HOST:PORT, one per process")
+    if process_id is None or process_id >= len(listed):
+        raise ConfigError(
+            f"--process-id must be given and below {len(listed)}, the number of --addresses"
+        )
+    return Processes(process_id, listed)
 
 
 SINGLE_PROCESS = Processes()

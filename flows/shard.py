@@ -25,6 +25,10 @@ NEVER = -(2**62)
 """A watermark before any event time."""
 END_OF_TIME = 2**62
 """The watermark once every partition has ended."""
+HELD_MAX = (64, 100_000)
+"""Tables and rows a shard holds at most: beyond either, it groups them all into
+partials (safe, their windows are open), so a slow stream with long windows holds
+partials, not every row."""
 
 
 @dataclass
@@ -150,6 +154,11 @@ class WindowShard:
     def _hold(self, spec: TableSpec, rows: pa.Table) -> None:
         self._held.append(rows)
         self._held_until = min(self._held_until, int(_closes_at(spec, rows).min()))
+        tables, row_count = HELD_MAX
+        if len(self._held) > tables or sum(t.num_rows for t in self._held) > row_count:
+            held, self._held, self._held_until = self._held, [], END_OF_TIME
+            for partial in _grouped(spec, pa.concat_tables(held)):
+                self._add(spec, partial)
 
     def _group_held(self, spec: TableSpec) -> None:
         """Held rows the watermark has reached, grouped into open windows (before any

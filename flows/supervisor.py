@@ -11,6 +11,7 @@ child with a final snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,11 +95,15 @@ class Supervisor:
         for a child's configuration error) naming the first that failed. ``stop`` (set by
         SIGINT/SIGTERM) stops them all."""
         addresses = ";".join(free_addresses(self._count))
-        self._children = [self._start(index, addresses) for index in range(self._count)]
-        self._wait(stop)
+        try:
+            for index in range(self._count):
+                self._children.append(self._start(index, addresses))
+            self._wait(stop)
+        finally:  # the supervisor itself failed: leave no child waiting for its peers
+            self._signal_all(signal.SIGKILL)
         for child in self._children:
             child.reader.join()
-        failed = [child for child in self._children if _failed(child)]
+        failed = [child for child in self._children if _failed(child, stop.is_set())]
         if failed:
             self._raise_for(min(failed, key=lambda child: child.ended_at))
 
@@ -114,7 +119,9 @@ class Supervisor:
             [sys.executable, "-m", "flows.cli", *self._arguments],
             env=environment,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="backslashreplace",
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them all
         )
         child = _Child(index, process)
         child.reader = threading.Thread(target=self._read, args=(child,), daemon=True)
@@ -127,7 +134,8 @@ class Supervisor:
         for line in child.process.stderr:
             report = _progress_report(line)
             if report is None:
-                note(f"process {child.index}: {line.rstrip()}")
+                with contextlib.suppress(OSError):  # keep draining if our stderr is gone
+                    note(f"process {child.index}: {line.rstrip()}")
                 if line.startswith("error: "):
                     child.last_error = line.removeprefix("error: ").strip()
                 continue
@@ -140,7 +148,7 @@ class Supervisor:
         """Poll the children until all have ended; stop them all once one failed."""
         kill_at: float | None = None
         while any(child.process.poll() is None for child in self._children):
-            failing = any(_failed(child) for child in self._children)
+            failing = any(_failed(child, stop.is_set()) for child in self._children)
             if kill_at is None and (stop.is_set() or failing):
                 self._signal_all(signal.SIGTERM)
                 kill_at = time.monotonic() + STOP_GRACE_S
@@ -150,6 +158,7 @@ class Supervisor:
             time.sleep(_POLL_S)
 
     def _signal_all(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to every child still running."""
         for child in self._children:
             if child.process.poll() is None:
                 child.process.send_signal(signum)
@@ -164,9 +173,11 @@ class Supervisor:
         raise ClusterError(message)
 
 
-def _failed(child: _Child) -> bool:
-    """Whether ``child`` has ended in failure (an interrupted bounded run is a stop)."""
-    return child.process.returncode not in (None, 0, _INTERRUPTED_EXIT)
+def _failed(child: _Child, stopping: bool) -> bool:
+    """Whether ``child`` has ended in failure: an interrupted bounded run is a stop, and
+    so is dying of the SIGTERM that stops a run (one still starting has no handler)."""
+    stops = (None, 0, _INTERRUPTED_EXIT, -signal.SIGTERM if stopping else None)
+    return child.process.returncode not in stops
 
 
 def _progress_report(line: str) -> int | None:

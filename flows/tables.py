@@ -61,7 +61,7 @@ class TableSpec:
 
     @functools.cached_property
     def _no_rows(self) -> pa.Table:
-        """The output of a step that closed no window (most steps): made once."""
+        """An empty output table, made once: its schema is the table's."""
         return self.finish(self._base_schema().empty_table())
 
     def _base_schema(self) -> pa.Schema:

@@ -54,8 +54,8 @@ from sinks.table_lock import hold_for_writing
 
 SINK_PARTITIONS = 16
 COMBINE_BUFFERED_AT = 256
-"""Buffered tables are combined into one once this many wait: each small table costs
-kilobytes of buffers and objects, in memory and in every snapshot."""
+"""The newest buffered tables are combined into one once this many wait: each small
+table costs kilobytes of buffers and objects, in memory and in every snapshot."""
 COMPRESSIONS = ("zstd", "snappy", "lz4", "none")
 SINK_MARKER = ".eventlake-sink.json"
 
@@ -123,6 +123,8 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         self._commits = commits
         self._pending: list[int] = []
         """Sequences of rolls written under a hidden name, not yet published."""
+        self._uncombined = len(state.buffered)
+        """How many of the newest buffered tables have not been combined yet."""
         self._input_ended = False
         self._lock = hold_for_writing(table_dir)
         settle_partition(table_dir, partition, state.next_sequence)
@@ -138,8 +140,11 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
             self._state.buffered_since = self._clock()
         buffered = self._state.buffered
         buffered.extend(rows)
-        if len(buffered) >= COMBINE_BUFFERED_AT:
-            buffered[:] = [pa.concat_tables(buffered).combine_chunks()]
+        self._uncombined += len(rows)
+        if self._uncombined >= COMBINE_BUFFERED_AT:
+            newest = buffered[-self._uncombined :]
+            buffered[-self._uncombined :] = [pa.concat_tables(newest).combine_chunks()]
+            self._uncombined = 0
 
     def snapshot(self) -> SinkState:
         self._publish_durable()
@@ -195,7 +200,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
             name = f"part-{self._partition:03d}-{sequence:08d}-{number:04d}.parquet"
             write_atomically(rows, root / directory / name, policy.compression,
                              policy.row_group_rows)  # fmt: skip
-        self._state = SinkState(sequence + 1)
+        self._state, self._uncombined = SinkState(sequence + 1), 0
 
 
 class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):

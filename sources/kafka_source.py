@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from sources.batches import DecodedBatch, RawBatch
 from sources.connection import patiently, require_topic
+from sources.consumer_config import consumer_config
 from sources.decode import JsonDecoder
 from sources.errors import BrokerError
 from sources.kafka_health import (
@@ -33,22 +34,6 @@ from sources.kafka_health import (
 from sources.progress import Progress, note
 from sources.target import KafkaTarget
 
-CONSUMER_CONFIG = {
-    "group.id": "eventlake",  # required by librdkafka; offsets live in bytewax state
-    "enable.auto.commit": "false",
-    "enable.partition.eof": "true",
-    "auto.offset.reset": "error",  # a missing offset is data loss: a gap, never a silent skip
-    "fetch.max.bytes": "52428800",
-    # librdkafka waits 1 s to fetch again once a queue reached its prefetch limit;
-    # with the small limits of prefetch_config() that would starve the reader.
-    "fetch.queue.backoff.ms": "10",
-}
-PREFETCH_BUDGET = (200_000, 256 * 1024)
-"""Messages and KiB that all consumers of a topic may prefetch together. Each
-partition has a consumer of its own; with librdkafka's defaults (100,000 messages
-or 64 MiB each) a topic of 64 partitions could buffer it all, or gigabytes."""
-PREFETCH_FLOOR = (1_000, 1024)
-"""The least one consumer prefetches, in messages and KiB."""
 BATCH_SIZE = 10_000
 POLL_TIMEOUT_S = 0.0  # take what librdkafka has prefetched; never block the worker
 EMPTY_POLL_PAUSE = timedelta(milliseconds=50)
@@ -328,17 +313,6 @@ def _latest(left: int | None, right: int | None) -> int | None:
     return max(left, right)
 
 
-def prefetch_config(partitions: int) -> dict[str, int]:
-    """librdkafka's prefetch limits for one of ``partitions`` consumers of a topic: a
-    share of :data:`PREFETCH_BUDGET`, at least :data:`PREFETCH_FLOOR`."""
-    (messages, kbytes), (least_messages, least_kbytes) = PREFETCH_BUDGET, PREFETCH_FLOOR
-    share = max(partitions, 1)
-    return {
-        "queued.min.messages": max(messages // share, least_messages),
-        "queued.max.messages.kbytes": max(kbytes // share, least_kbytes),
-    }
-
-
 class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
     """All partitions of ``topic``, read in decoded batches from the earliest offset.
 
@@ -375,11 +349,8 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None
     ) -> _PartitionReader:
         """A reader of partition ``for_part`` from ``resume_state`` (else the oldest offset)."""
-        config = {**self._target.client_config(), **CONSUMER_CONFIG}
-        consumer = Consumer(
-            {**config, **prefetch_config(self._partition_count()),
-             "error_cb": self._shared.outage.on_error}
-        )  # fmt: skip
+        config = consumer_config(self._target, self._partition_count())
+        consumer = Consumer({**config, "error_cb": self._shared.outage.on_error})
         try:
             return self._reader(consumer, int(for_part), resume_state)
         except BaseException:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.options import parse_processes
-from flows.runner import Processes
+from flows.runner import Processes, parse_processes
 from flows.supervisor import child_arguments, free_addresses
 from sources.errors import ConfigError
 from tests.helpers import eventlake
@@ -43,8 +42,9 @@ def test_the_cli_refuses_them_before_anything_starts() -> None:
 
 def test_processes_start_a_local_run_of_their_own() -> None:
     assert parse_processes(None, None, spawn=3) == Processes(spawn=3)
-    with pytest.raises(ConfigError, match="either --processes or --process-id"):
-        parse_processes(0, "a:1;b:2", spawn=2)
+    for process_id, addresses in ((0, "a:1;b:2"), (0, None), (None, "a:1;b:2")):
+        with pytest.raises(ConfigError, match="either --processes or --process-id"):
+            parse_processes(process_id, addresses, spawn=2)
     refused = eventlake("run", "monitoring", "--processes", "0")
     assert refused.returncode == 2 and "--processes" in refused.stderr
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from flows.aggregations import Count, Stat
 from flows.engine import late_rows, route
-from flows.shard import NEVER, PartitionClock, ShardInput, WindowShard
+from flows.shard import HELD_MAX, NEVER, PartitionClock, ShardInput, WindowShard
 from flows.tables import TableSpec
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sources.batches import DecodedBatch
@@ -238,3 +238,14 @@ def test_watermark_never_goes_back() -> None:
     shard.process(tumbling, ShardInput(0, 2, idle=True))
     shard.process(tumbling, ShardInput(0, 2, max_us=120 * S))  # back from idle, behind
     assert shard.watermark == 195 * S
+
+
+def test_a_slow_stream_holds_partials_not_every_row() -> None:
+    """One event per batch into an hour-long window: the rows path, capped at HELD_MAX."""
+    engine = Engine(Tumbling(60 * MINUTE))
+    events = 3 * HELD_MAX[0]
+    for second in range(events):
+        engine.send(0, [("a", second)])
+        assert all(len(shard._held) <= HELD_MAX[0] for shard in engine.shards.values())
+    closed, _ = engine.send(0, [], ended=True)
+    assert [(row["key"], row["count"]) for row in closed] == [("a", events)]

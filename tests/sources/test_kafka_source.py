@@ -12,14 +12,9 @@ import pytest
 from confluent_kafka import Producer
 
 from sources.batches import DecodedBatch
+from sources.consumer_config import PREFETCH_BUDGET, PREFETCH_FLOOR, prefetch_config
 from sources.decode import JsonDecoder
-from sources.kafka_source import (
-    PREFETCH_BUDGET,
-    PREFETCH_FLOOR,
-    KafkaBatchSource,
-    ReadOptions,
-    prefetch_config,
-)
+from sources.kafka_source import KafkaBatchSource, ReadOptions
 from tests.conftest import Broker, NewTopic
 from tests.helpers import READ_TIMEOUT_S
 
