@@ -45,7 +45,7 @@ class CommitWatch:
     """
 
     def __init__(self, recovery_dir: Path, step_id: str) -> None:
-        self._store = RecoveryStore(recovery_dir)
+        self._store = RecoveryStore(recovery_dir, in_flow=True)
         self._step_id = step_id
 
     def committed_sequence(self, partition: int) -> int:

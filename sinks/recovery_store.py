@@ -10,22 +10,81 @@ from __future__ import annotations
 import contextlib
 import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+
+class _Partitions:
+    """Reads of the recovery partitions with this process's ``sqlite3``."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._connections: list[sqlite3.Connection] = []
+
+    def read(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """Rows of ``query`` over every partition; partitions still being created are
+        skipped."""
+        if not self._connections:
+            self._connections = [
+                sqlite3.connect(path, check_same_thread=False)
+                for path in sorted(self._directory.glob("part-*.sqlite3"))
+            ]
+        rows: list[Any] = []
+        for connection in self._connections:
+            with contextlib.suppress(sqlite3.OperationalError):
+                rows += connection.execute(query, parameters)
+        return rows
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections = []
+
+
+class _PartitionsElsewhere:
+    """The same reads, done by a helper process (``python -m sinks.recovery_store``).
+
+    bytewax links its own copy of SQLite. A second copy in the same process cannot
+    see the first one's POSIX locks, so it takes itself for the only connection and
+    resets the WAL's shared memory that bytewax has mapped: bytewax then dies of
+    SIGBUS. A process of its own keeps the copies apart.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._helper: subprocess.Popen[bytes] | None = None
+
+    def read(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
+        if self._helper is None:
+            command = [sys.executable, "-m", "sinks.recovery_store", str(self._directory)]
+            self._helper = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._helper.stdin is not None and self._helper.stdout is not None
+        pickle.dump((query, parameters), self._helper.stdin)
+        self._helper.stdin.flush()
+        rows: list[Any] = pickle.load(self._helper.stdout)
+        return rows
+
+    def close(self) -> None:
+        if self._helper is not None:
+            self._helper.communicate()
+            self._helper = None
 
 
 class RecoveryStore:
     """The recovery partitions of one directory, kept open for repeated reads.
 
     Safe to share between worker threads; a read costs well under a millisecond
-    once the partitions are open. Call :meth:`close` when done.
+    once the partitions are open. In a process that runs a dataflow (``in_flow``)
+    the reads happen in a helper process (see :class:`_PartitionsElsewhere`). Call
+    :meth:`close` when done.
     """
 
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
+    def __init__(self, directory: Path, in_flow: bool = False) -> None:
         self._lock = threading.Lock()
-        self._partitions: list[sqlite3.Connection] = []
+        self._partitions = _PartitionsElsewhere(directory) if in_flow else _Partitions(directory)
 
     def resume_epoch(self) -> int | None:
         """The epoch a run resumes from, or None if no run ever started.
@@ -64,23 +123,11 @@ class RecoveryStore:
     def close(self) -> None:
         """Close the partitions (a later read opens them again)."""
         with self._lock:
-            for partition in self._partitions:
-                partition.close()
-            self._partitions = []
+            self._partitions.close()
 
     def _read(self, query: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
-        """Rows of ``query`` over every partition; partitions still being created are skipped."""
-        rows: list[Any] = []
         with self._lock:
-            if not self._partitions:
-                self._partitions = [
-                    sqlite3.connect(path, check_same_thread=False)
-                    for path in sorted(self._directory.glob("part-*.sqlite3"))
-                ]
-            for partition in self._partitions:
-                with contextlib.suppress(sqlite3.OperationalError):
-                    rows += partition.execute(query, parameters)
-        return rows
+            return self._partitions.read(query, parameters)
 
 
 def resume_epoch(directory: Path) -> int | None:
@@ -93,3 +140,21 @@ def committed_states(directory: Path, step_id: str) -> dict[str, Any]:
     """:meth:`RecoveryStore.committed_states` of ``directory``, read once."""
     with contextlib.closing(RecoveryStore(directory)) as store:
         return store.committed_states(step_id)
+
+
+def _serve(directory: Path) -> None:
+    """The helper of :class:`_PartitionsElsewhere`: answer pickled queries on stdin
+    with pickled rows on stdout until stdin closes."""
+    partitions = _Partitions(directory)
+    while True:
+        try:
+            query, parameters = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            break
+        pickle.dump(partitions.read(query, parameters), sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    partitions.close()
+
+
+if __name__ == "__main__":
+    _serve(Path(sys.argv[1]))
