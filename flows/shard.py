@@ -176,7 +176,7 @@ class WindowShard:
 
     def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
         starts = event_micros(rows, "window_start")
-        late = _closes_at(spec, rows) <= self.watermark
+        late = closes_at(spec, starts, event_micros(rows, "window_end")) <= self.watermark
         if isinstance(spec.window, Session):
             late &= ~self._in_open_session(spec, rows, starts)
         emitted.late_watermark = self.watermark
