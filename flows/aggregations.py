@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.moments import FIELD_OF_STAT, Moments
 from flows.sketches import (
     HLL_LG_K,
     TOPK_LG_MAX_MAP_SIZE,
@@ -76,42 +77,7 @@ class Aggregation(ABC, Generic[S]):
         """Output values, one per column of :meth:`columns`."""
 
 
-@dataclass(slots=True)
-class Moments:
-    """Count, mean, sum of squared deviations, min and max of non-null values."""
-
-    n: int = 0
-    total: float = 0.0
-    mean: float = 0.0
-    m2: float = 0.0
-    low: float = math.inf
-    high: float = -math.inf
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> Moments:
-        """Moments of a float array without nulls."""
-        if len(values) == 0:
-            return cls()
-        total = float(values.sum())
-        mean = total / len(values)
-        m2 = float(((values - mean) ** 2).sum())
-        return cls(len(values), total, mean, m2, float(values.min()), float(values.max()))
-
-    def combine(self, other: Moments) -> Moments:
-        """Chan et al.'s parallel update: exact to rounding, in any order."""
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        mean = self.mean + delta * other.n / n
-        m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / n
-        low, high = min(self.low, other.low), max(self.high, other.high)
-        return Moments(n, self.total + other.total, mean, m2, low, high)
-
-
-def _with_nulls_as_float(values: pa.Array) -> pa.Array:
+def floats_with_nulls(values: pa.Array) -> pa.Array:
     """``values`` as float64, nulls kept (timestamps as microseconds since the epoch)."""
     if pa.types.is_timestamp(values.type):
         values = values.cast(pa.timestamp("us", tz=values.type.tz)).cast(pa.int64())
@@ -183,7 +149,7 @@ class Stat(Aggregation[Moments]):
         return state.combine(Moments.of(_floats(values)))
 
     def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[Moments]:
-        floats = _with_nulls_as_float(values).to_numpy(zero_copy_only=False)
+        floats = floats_with_nulls(values).to_numpy(zero_copy_only=False)
         valid = ~np.isnan(floats)  # nulls; the decoder lets no NaN through
         ids, kept = groups[valid], floats[valid]
         n = np.bincount(ids, minlength=count)
@@ -206,9 +172,7 @@ class Stat(Aggregation[Moments]):
         if self.stat == "stddev":
             value = math.sqrt(state.m2 / (state.n - 1))
         else:
-            value = {"sum": state.total, "mean": state.mean, "min": state.low, "max": state.high}[
-                self.stat
-            ]
+            value = getattr(state, FIELD_OF_STAT[self.stat])
         if pa.types.is_timestamp(self.output_type):
             return [_EPOCH + timedelta(microseconds=int(value))]
         return [value]
@@ -242,7 +206,7 @@ class Quantiles(Aggregation[KllState]):
         return state
 
     def update_groups(self, values: pa.Array, groups: np.ndarray, count: int) -> list[KllState]:
-        floats = _with_nulls_as_float(values).to_numpy(zero_copy_only=False)
+        floats = floats_with_nulls(values).to_numpy(zero_copy_only=False)
         valid = ~np.isnan(floats)  # nulls; the decoder lets no NaN through
         order = np.argsort(groups[valid], kind="stable")
         ordered = floats[valid][order]

@@ -13,6 +13,7 @@ the watermark has passed them.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,6 @@ from typing import Any
 import bytewax.operators as op
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from bytewax.dataflow import Stream
 
 from flows.partials import (
@@ -32,7 +32,8 @@ from flows.partials import (
     key_codes,
     with_windows,
 )
-from flows.shard import END_OF_TIME, NEVER, Emitted, ShardInput, WindowShard
+from flows.sessions import SessionShard
+from flows.shard import END_OF_TIME, NEVER, Emitted, Shard, ShardInput, WindowShard
 from flows.tables import TableSpec
 from flows.windows import Session, reach_us
 from sources.batches import DecodedBatch
@@ -44,8 +45,10 @@ ROWS_PER_WINDOW = 4
 """A batch with fewer rows than this per distinct window sends rows, not partials."""
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def shard_of(key: tuple[Any, ...]) -> int:
-    """A key's shard, the same in every process and run (unlike ``hash``)."""
+    """A key's shard, the same in every process and run (unlike ``hash``); the keys
+    seen last are remembered (users, devices: a key comes back batch after batch)."""
     return zlib.crc32(repr(key).encode()) % SHARDS
 
 
@@ -120,7 +123,7 @@ def _route_on_time(
 ) -> None:
     """Rows of windows certainly open to their shards: as partials, or as rows if
     :func:`_sparse`."""
-    if _sparse(spec, records, on_time, rows_per_window):
+    if _sparse(spec, on_time, rows_per_window):
         for shard, rows in _rows_by_shard(spec, with_windows(records, on_time)):
             inputs[shard].rows = rows
     else:
@@ -128,28 +131,37 @@ def _route_on_time(
             inputs[shard_of(partial.key)].partials.append(partial)
 
 
-def _sparse(spec: TableSpec, records: pa.Table, assigned: Assigned, rows_per_window: float) -> bool:
-    """Whether the rows spread so thin that partials would cost about one per row: over
-    windows, or for sessions over keys (a user's events are spread over partitions)."""
+def _sparse(spec: TableSpec, assigned: Assigned, rows_per_window: float) -> bool:
+    """Whether rows travel as rows: always for sessions (a :class:`SessionShard` groups
+    events itself), and when they spread over windows so thin that partials would cost
+    about one per row."""
     if not len(assigned.rows):
         return False
     if isinstance(spec.window, Session):
-        spread = len(pc.unique(records[spec.keys[0]]))
-    else:
-        spread = len(np.unique(assigned.starts))
-    return spread * rows_per_window > len(assigned.rows)
+        return True
+    return len(np.unique(assigned.starts)) * rows_per_window > len(assigned.rows)
 
 
 def _rows_by_shard(spec: TableSpec, rows: pa.Table) -> list[tuple[int, pa.Table]]:
     """``rows`` split by the shards of their keys, hashing each distinct key once."""
     codes, values = key_codes(spec, rows)
-    distinct, row_key = np.unique(codes, axis=0, return_inverse=True)
-    shard_of_key = np.array(
-        [shard_of(tuple(column[code] for column, code in zip(values, key, strict=True)))
-         for key in distinct]
-    )  # fmt: skip
-    shards = shard_of_key[row_key.reshape(-1)]
+    if codes.shape[1] == 1:  # one key field: its dictionary holds each key once
+        shards = np.array([shard_of((value,)) for value in values[0]])[codes[:, 0]]
+    else:
+        distinct, row_key = np.unique(codes, axis=0, return_inverse=True)
+        shard_of_key = np.array(
+            [shard_of(tuple(column[code] for column, code in zip(values, key, strict=True)))
+             for key in distinct]
+        )  # fmt: skip
+        shards = shard_of_key[row_key.reshape(-1)]
     return [(int(shard), rows.filter(pa.array(shards == shard))) for shard in np.unique(shards)]
+
+
+def new_shard(spec: TableSpec, lateness_us: int) -> Shard:
+    """An empty shard for ``spec``'s kind of window."""
+    if isinstance(spec.window, Session):
+        return SessionShard(lateness_us)
+    return WindowShard(lateness_us)
 
 
 def windowed(
@@ -168,14 +180,14 @@ def windowed(
         lambda batch: route(spec, time_field, lateness_us, batch, floor_us),
     )
 
-    def advance(shard: WindowShard | None, item: ShardInput) -> tuple[WindowShard, list[Emitted]]:
-        shard = shard or WindowShard(lateness_us)
+    def advance(shard: Shard | None, item: ShardInput) -> tuple[Shard, list[Emitted]]:
+        shard = shard or new_shard(spec, lateness_us)
         shard.clock.lateness_us = lateness_us  # --lateness may change between runs
         return shard, [shard.process(spec, item)]
 
     emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)
     rows = op.flat_map_value(
-        f"{step_id}_rows", emitted, lambda out: [spec.rows(out.closed)] if out.closed else []
+        f"{step_id}_rows", emitted, lambda out: [] if out.closed is None else [out.closed]
     )
     late = op.flat_map_value(f"{step_id}_late", emitted, lambda out: late_rows(spec, out))
     return Windowed(rows, late)

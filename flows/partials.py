@@ -68,7 +68,7 @@ def with_windows(records: pa.Table, assigned: Assigned) -> pa.Table:
 
 
 def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partial]:
-    """Partial aggregates of the assigned rows, one per (key, window) (or session).
+    """Partial aggregates of the assigned rows, one per (key, window).
 
     Grouping is vectorized (numpy over dictionary codes of the keys); each
     aggregation then computes the states of all groups in one call.
@@ -77,10 +77,7 @@ def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partia
         return []
     derived = spec.derive(records.take(pa.array(assigned.rows)))
     codes, values = key_codes(spec, derived)
-    if isinstance(spec.window, Session):
-        ids, starts, ends = _session_groups(spec.window, codes, assigned.starts)
-    else:
-        ids, starts, ends = _window_groups(codes, assigned)
+    ids, starts, ends = _window_groups(codes, assigned)
     count = len(starts)
     first_row = np.full(count, len(ids), dtype=np.int64)
     np.minimum.at(first_row, ids, np.arange(len(ids)))
@@ -107,14 +104,27 @@ def group(spec: TableSpec, records: pa.Table, assigned: Assigned) -> list[Partia
 def key_codes(spec: TableSpec, derived: pa.Table) -> tuple[np.ndarray, list[list[Any]]]:
     """Each row's key as integer codes (one column per key field), and the values per
     code: ``tuple(values[i][codes[row, i]] ...)`` is the row's key, as partials have it."""
-    codes, values = [], []
-    for key in spec.keys:
-        encoded = pc.dictionary_encode(derived[key].combine_chunks())
-        dictionary = [*encoded.dictionary.to_pylist(), None]  # the last code stands for null
-        indices = encoded.indices.fill_null(len(dictionary) - 1)
-        codes.append(np.asarray(indices.to_numpy(), dtype=np.int64))
-        values.append(dictionary)
-    return np.column_stack(codes), values
+    encoded = [pc.dictionary_encode(derived[key].combine_chunks()) for key in spec.keys]
+    values = [[*column.dictionary.to_pylist(), None] for column in encoded]
+    return _codes(encoded), values
+
+
+def key_ids(spec: TableSpec, table: pa.Table) -> np.ndarray:
+    """One integer per row of ``table``, equal for rows with equal keys."""
+    codes = _codes([pc.dictionary_encode(table[key].combine_chunks()) for key in spec.keys])
+    if codes.shape[1] == 1:
+        return codes[:, 0]
+    return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _codes(encoded: list[pa.DictionaryArray]) -> np.ndarray:
+    """Dictionary indices of each column, one column each; the code after the last
+    value stands for null."""
+    codes = [
+        np.asarray(column.indices.fill_null(len(column.dictionary)).to_numpy(), dtype=np.int64)
+        for column in encoded
+    ]
+    return np.column_stack(codes)
 
 
 def _window_groups(codes: np.ndarray, assigned: Assigned) -> tuple[Micros, Micros, Micros]:
@@ -132,16 +142,3 @@ def _ids(order: Micros, new_group: np.ndarray) -> Micros:
     ids = np.empty(len(order), dtype=np.int64)
     ids[order] = np.cumsum(new_group) - 1
     return ids
-
-
-def _session_groups(
-    window: Session, codes: np.ndarray, ts_us: Micros
-) -> tuple[Micros, Micros, Micros]:
-    """Group number of each row by (key, session); each session's start and end."""
-    order = np.lexsort((ts_us, *codes.T[::-1]))
-    sorted_codes, sorted_ts = codes[order], ts_us[order]
-    new_key = np.any(sorted_codes[1:] != sorted_codes[:-1], axis=1)
-    new_session = np.concatenate([[True], new_key | (np.diff(sorted_ts) >= window.gap_us)])
-    bounds = np.flatnonzero(new_session)
-    ends = np.maximum.reduceat(sorted_ts, bounds) + window.gap_us
-    return _ids(order, new_session), sorted_ts[bounds], ends

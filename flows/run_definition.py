@@ -25,7 +25,7 @@ from sources.event_time import MICROS_PER_SECOND
 
 DEFINITION_FILE = "run-definition.json"
 MAY_CHANGE = ("lateness",)
-CHECKPOINT_FORMAT = "3"
+CHECKPOINT_FORMAT = "4"
 """The shape of the state in a checkpoint; raised whenever a release changes it."""
 _FORMAT_KEY = "checkpoint format"
 

@@ -11,6 +11,7 @@ rows for windows already past the watermark are late and never merged.
 from __future__ import annotations
 
 import heapq
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from flows.partials import Assigned, closes_at, event_micros, group
 from flows.tables import Partial, TableSpec
-from flows.windows import Session, reach_us
+from flows.windows import reach_us
 
 NEVER = -(2**62)
 """A watermark before any event time."""
@@ -104,26 +105,45 @@ class PartitionClock:
 
 @dataclass
 class Emitted:
-    """What a shard hands downstream after one batch."""
+    """What a shard hands downstream after one batch: output rows of the windows it
+    closed (None if none), and late rows."""
 
-    closed: list[Partial] = field(default_factory=list)
+    closed: pa.Table | None = None
     late: pa.Table | None = None
     late_watermark: int = NEVER
     """The watermark the late rows were judged against."""
 
 
-class WindowShard:
-    """Open windows of the keys routed to one shard; picklable as a whole."""
+class Shard(ABC):
+    """The state of one shard of a table: its clock, its watermark and what is open."""
 
     def __init__(self, lateness_us: int) -> None:
         self.clock = PartitionClock(lateness_us)
-        self.open: dict[tuple[Any, ...], dict[int, Partial]] = {}
-        """Each key's open windows by their start."""
         self.watermark = NEVER
         """Never decreases: windows it has passed are closed for good."""
+
+    @abstractmethod
+    def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
+        """Merge a batch, advance the watermark, and emit the windows it closed."""
+
+    def _advance(self, spec: TableSpec, batch: ShardInput) -> bool:
+        """Observe ``batch``'s progress; whether the watermark moved."""
+        self.clock.observe(batch)
+        previous = self.watermark
+        self.watermark = max(previous, self.clock.watermark(reach_us(spec.window)))
+        return self.watermark > previous
+
+
+class WindowShard(Shard):
+    """Open tumbling or hopping windows of the keys routed to one shard; picklable as a
+    whole. (Sessions: :class:`flows.sessions.SessionShard`.)"""
+
+    def __init__(self, lateness_us: int) -> None:
+        super().__init__(lateness_us)
+        self.open: dict[tuple[Any, ...], dict[int, Partial]] = {}
+        """Each key's open windows by their start."""
         self._closing: dict[int, set[tuple[tuple[Any, ...], int]]] = {}
-        """(key, window start) by the end of a window they had; an entry may be stale
-        (window merged or closed since), so closing re-checks the window."""
+        """(key, window start) by the end of their window."""
         self._ends: list[int] = []
         """A heap of the ends in ``_closing``, so closing costs the windows it closes
         rather than every open window."""
@@ -134,7 +154,6 @@ class WindowShard:
         """The earliest such moment among the held rows."""
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
-        """Merge a batch, advance the watermark, and emit windows it closed."""
         emitted = Emitted()
         if batch.maybe_late is not None and batch.maybe_late.num_rows:
             for partial in self._split_late(spec, batch.maybe_late, emitted):
@@ -143,12 +162,10 @@ class WindowShard:
             self._add(spec, partial)
         if batch.rows is not None:
             self._hold(spec, batch.rows)
-        self.clock.observe(batch)
-        reach = reach_us(spec.window)
-        previous, self.watermark = self.watermark, max(self.watermark, self.clock.watermark(reach))
-        if self.watermark > previous:
+        if self._advance(spec, batch):
             self._group_held(spec)
-            emitted.closed = self._close(self.watermark)
+            closed = self._close(self.watermark)
+            emitted.closed = spec.rows(closed) if closed else None
         return emitted
 
     def _hold(self, spec: TableSpec, rows: pa.Table) -> None:
@@ -161,8 +178,7 @@ class WindowShard:
                 self._add(spec, partial)
 
     def _group_held(self, spec: TableSpec) -> None:
-        """Held rows the watermark has reached, grouped into open windows (before any
-        window closes: a session closing now takes every held event it reaches)."""
+        """Held rows the watermark has reached, grouped into open windows."""
         if self._held_until > self.watermark:
             return
         rows = pa.concat_tables(self._held)
@@ -177,25 +193,10 @@ class WindowShard:
     def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
         starts = event_micros(rows, "window_start")
         late = closes_at(spec, starts, event_micros(rows, "window_end")) <= self.watermark
-        if isinstance(spec.window, Session):
-            late &= ~self._in_open_session(spec, rows, starts)
         emitted.late_watermark = self.watermark
         if late.any():
             emitted.late = rows.filter(pa.array(late))
         return _grouped(spec, rows.filter(pa.array(~late)))
-
-    def _in_open_session(self, spec: TableSpec, rows: pa.Table, starts: np.ndarray) -> np.ndarray:
-        """Whether each row's event falls into the span of a session of its key that is
-        still open. (One that would move a session's start back could reach into a
-        session already emitted, and emit its start twice.)"""
-        keys = zip(*(rows[key].to_pylist() for key in spec.keys), strict=True)
-        return np.array(
-            [
-                any(w.start <= ts < w.end for w in self.open.get(key, {}).values())
-                for key, ts in zip(keys, starts.tolist(), strict=True)
-            ],
-            dtype=bool,
-        )
 
     def _add(self, spec: TableSpec, partial: Partial) -> None:
         added = self._merge(spec, partial)
@@ -208,15 +209,8 @@ class WindowShard:
     def _merge(self, spec: TableSpec, partial: Partial) -> Partial:
         """Merge ``partial`` into the open windows of its key; the window it ended up in."""
         windows = self.open.setdefault(partial.key, {})
-        if isinstance(spec.window, Session):
-            overlapping = [w for w in windows.values()
-                           if w.start < partial.end and partial.start < w.end]  # fmt: skip
-            for window in overlapping:
-                del windows[window.start]
-                partial = spec.merge(window, partial)
-        else:
-            existing = windows.get(partial.start)
-            partial = partial if existing is None else spec.merge(existing, partial)
+        existing = windows.get(partial.start)
+        partial = partial if existing is None else spec.merge(existing, partial)
         windows[partial.start] = partial
         return partial
 
@@ -228,8 +222,8 @@ class WindowShard:
         for key, start in due:
             windows = self.open.get(key, {})
             window = windows.get(start)
-            if window is None or window.end > watermark:
-                continue  # merged into a later session, or already closed
+            if window is None:
+                continue  # already closed
             closed.append(windows.pop(start))
             if not windows:
                 del self.open[key]

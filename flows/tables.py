@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -90,6 +91,15 @@ class TableSpec:
             for column, schema_field in zip(columns, base, strict=True)
         ]
         return self.finish(pa.Table.from_arrays(arrays, schema=base))
+
+    def rows_of_columns(
+        self, keys: pa.Table, starts: np.ndarray, ends: np.ndarray, results: list[pa.Array]
+    ) -> pa.Table:
+        """Output rows for closed windows given as columns: the key columns, each window's
+        start and end (µs), and the aggregations' output columns in order."""
+        windows = [pa.array(starts).cast(UTC_MICROS), pa.array(ends).cast(UTC_MICROS)]
+        arrays = [*keys.columns, *windows, *results]
+        return self.finish(pa.Table.from_arrays(arrays, schema=self._base_schema()))
 
     def merge(self, left: Partial, right: Partial) -> Partial:
         """One partial holding both; its window spans both windows."""

@@ -7,8 +7,8 @@ from typing import Any
 import pyarrow as pa
 
 from flows.aggregations import Count, Stat
-from flows.engine import late_rows, route
-from flows.shard import HELD_MAX, NEVER, PartitionClock, ShardInput, WindowShard
+from flows.engine import late_rows, new_shard, route
+from flows.shard import HELD_MAX, NEVER, PartitionClock, Shard, ShardInput, WindowShard
 from flows.tables import TableSpec
 from flows.windows import Hopping, Session, Tumbling, WindowSpec
 from sources.batches import DecodedBatch
@@ -25,7 +25,7 @@ def spec(window: WindowSpec) -> TableSpec:
 
 
 class Engine:
-    """route() and one WindowShard per shard key: the flow's path without bytewax."""
+    """route() and one shard per shard key: the flow's path without bytewax."""
 
     def __init__(
         self, window: WindowSpec, partitions: int = 1, floor_us: int | None = None
@@ -33,7 +33,7 @@ class Engine:
         self.floor_us = floor_us
         self.spec = spec(window)
         self.partitions = partitions
-        self.shards: dict[str, WindowShard] = {}
+        self.shards: dict[str, Shard] = {}
         self.prior: dict[int, int] = {}
 
     def send(
@@ -64,14 +64,18 @@ class Engine:
         closed: list[dict[str, Any]] = []
         late: list[dict[str, Any]] = []
         for shard_key, shard_input in route(self.spec, "ts", LATENESS, batch, self.floor_us):
-            shard = self.shards.setdefault(shard_key, WindowShard(LATENESS))
+            shard = self.shards.setdefault(shard_key, new_shard(self.spec, LATENESS))
             emitted = shard.process(self.spec, shard_input)
-            closed += self.spec.rows(emitted.closed).to_pylist()
+            closed += [] if emitted.closed is None else emitted.closed.to_pylist()
             late += [row for table in late_rows(self.spec, emitted) for row in table.to_pylist()]
         return closed, late
 
     def open_keys(self) -> set[Any]:
-        return {key for shard in self.shards.values() for key in shard.open}
+        keys: set[Any] = set()
+        for shard in self.shards.values():
+            assert isinstance(shard, WindowShard), "sessions keep no open dict"
+            keys |= set(shard.open)
+        return keys
 
 
 def _window(row: dict[str, Any]) -> tuple[str, int, int]:
