@@ -139,7 +139,9 @@ class SessionShard(Shard):
     """Open sessions of the keys routed to one shard, as :class:`Sessions`; picklable.
 
     Sessions reach it as events (``ShardInput.rows`` and ``maybe_late``), never as
-    partials. It emits a session once, when the watermark passes its end.
+    partials. It holds events until the watermark reaches them (an event younger than
+    the watermark cannot reach a session closing now), then merges them in bulk, and
+    emits a session once, when the watermark passes its end.
     """
 
     def __init__(self, lateness_us: int) -> None:
@@ -149,16 +151,26 @@ class SessionShard(Shard):
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         assert not batch.partials, "sessions travel as events"
         emitted = Emitted()
-        events = [] if batch.rows is None else [batch.rows]
         if batch.maybe_late is not None and batch.maybe_late.num_rows:
-            events.append(self._on_time(spec, batch.maybe_late, emitted))
-        rows = pa.concat_tables(events) if events else None
-        if rows is not None and rows.num_rows:
-            fresh = sessions_of(spec, rows, event_micros(rows, "window_start"))
-            self.open = fresh if self.open is None else _merged_into(spec, self.open, fresh)
-        if self._advance(spec, batch) and self.open is not None:
-            emitted.closed = self._close(spec)
+            self._merge(spec, self._on_time(spec, batch.maybe_late, emitted))
+        if batch.rows is not None and batch.rows.num_rows:
+            full = self.held.add(spec, batch.rows)
+            if full is not None:
+                self._merge(spec, full)
+        if self._advance(spec, batch):
+            due = self.held.take_due(spec, self.watermark)
+            if due is not None:
+                self._merge(spec, due)
+            if self.open is not None:
+                emitted.closed = self._close(spec)
         return emitted
+
+    def _merge(self, spec: TableSpec, events: pa.Table) -> None:
+        """Merge ``events`` (with ``window_start``, their event time) into the open sessions."""
+        if not events.num_rows:
+            return
+        fresh = sessions_of(spec, events, event_micros(events, "window_start"))
+        self.open = fresh if self.open is None else _merged_into(spec, self.open, fresh)
 
     def _on_time(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> pa.Table:
         """The events of ``rows`` that are not late; the late ones go to ``emitted``."""

@@ -114,6 +114,44 @@ class Emitted:
     """The watermark the late rows were judged against."""
 
 
+@dataclass
+class HeldRows:
+    """Rows of open windows kept as they came (with ``window_start``/``window_end``),
+    until the watermark reaches the moment they could be late (:func:`closes_at`: a
+    window's end, a session event): grouping them then costs once, not every batch."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    until: int = END_OF_TIME
+    """The earliest such moment among the held rows."""
+
+    def add(self, spec: TableSpec, rows: pa.Table) -> pa.Table | None:
+        """Hold ``rows``. Beyond :data:`HELD_MAX` it holds nothing more and returns every
+        held row, to be grouped now (safe: their windows are open)."""
+        self.tables.append(rows)
+        self.until = min(self.until, int(_closes_at(spec, rows).min()))
+        most_tables, most_rows = HELD_MAX
+        if len(self.tables) <= most_tables and self.rows() <= most_rows:
+            return None
+        held, self.tables, self.until = pa.concat_tables(self.tables), [], END_OF_TIME
+        return held
+
+    def take_due(self, spec: TableSpec, watermark: int) -> pa.Table | None:
+        """The held rows ``watermark`` has reached, no longer held (None if none)."""
+        if self.until > watermark:
+            return None
+        rows = pa.concat_tables(self.tables)
+        closing = _closes_at(spec, rows)
+        due = closing <= watermark
+        kept = rows.filter(pa.array(~due))
+        self.tables = [kept] if kept.num_rows else []
+        self.until = int(closing[~due].min()) if kept.num_rows else END_OF_TIME
+        return rows.filter(pa.array(due))
+
+    def rows(self) -> int:
+        """How many rows are held."""
+        return sum(table.num_rows for table in self.tables)
+
+
 class Shard(ABC):
     """The state of one shard of a table: its clock, its watermark and what is open."""
 
@@ -121,6 +159,7 @@ class Shard(ABC):
         self.clock = PartitionClock(lateness_us)
         self.watermark = NEVER
         """Never decreases: windows it has passed are closed for good."""
+        self.held = HeldRows()
 
     @abstractmethod
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
@@ -147,11 +186,7 @@ class WindowShard(Shard):
         self._ends: list[int] = []
         """A heap of the ends in ``_closing``, so closing costs the windows it closes
         rather than every open window."""
-        self._held: list[pa.Table] = []
-        """Rows of open windows, grouped into partials once the watermark reaches the
-        moment they could be late (:func:`closes_at`: a window's end, a session event)."""
-        self._held_until = END_OF_TIME
-        """The earliest such moment among the held rows."""
+        self.held = HeldRows()
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         emitted = Emitted()
@@ -169,26 +204,17 @@ class WindowShard(Shard):
         return emitted
 
     def _hold(self, spec: TableSpec, rows: pa.Table) -> None:
-        self._held.append(rows)
-        self._held_until = min(self._held_until, int(_closes_at(spec, rows).min()))
-        tables, row_count = HELD_MAX
-        if len(self._held) > tables or sum(t.num_rows for t in self._held) > row_count:
-            held, self._held, self._held_until = self._held, [], END_OF_TIME
-            for partial in _grouped(spec, pa.concat_tables(held)):
+        full = self.held.add(spec, rows)
+        if full is not None:
+            for partial in _grouped(spec, full):
                 self._add(spec, partial)
 
     def _group_held(self, spec: TableSpec) -> None:
         """Held rows the watermark has reached, grouped into open windows."""
-        if self._held_until > self.watermark:
-            return
-        rows = pa.concat_tables(self._held)
-        closing = _closes_at(spec, rows)
-        due = closing <= self.watermark
-        kept = rows.filter(pa.array(~due))
-        self._held = [kept] if kept.num_rows else []
-        self._held_until = int(closing[~due].min()) if kept.num_rows else END_OF_TIME
-        for partial in _grouped(spec, rows.filter(pa.array(due))):
-            self._add(spec, partial)
+        due = self.held.take_due(spec, self.watermark)
+        if due is not None:
+            for partial in _grouped(spec, due):
+                self._add(spec, partial)
 
     def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
         starts = event_micros(rows, "window_start")

@@ -138,11 +138,12 @@ def _events_open(shard: Shard) -> int:
     """Events in a shard's open windows (counted by the first aggregation, a count),
     held rows included."""
     if isinstance(shard, SessionShard):
-        return 0 if shard.open is None else int(shard.open.states[0][:, 0, N].sum())
-    assert isinstance(shard, WindowShard)
-    windows = [window for by_start in shard.open.values() for window in by_start.values()]
-    held = sum(table.num_rows for table in shard._held)
-    return sum(window.states[0] for window in windows) + held
+        merged = 0 if shard.open is None else int(shard.open.states[0][:, 0, N].sum())
+    else:
+        assert isinstance(shard, WindowShard)
+        windows = [window for by_start in shard.open.values() for window in by_start.values()]
+        merged = sum(window.states[0] for window in windows)
+    return merged + shard.held.rows()
 
 
 class PartialsMachine(EngineMachine):

@@ -250,6 +250,6 @@ def test_a_slow_stream_holds_partials_not_every_row() -> None:
     events = 3 * HELD_MAX[0]
     for second in range(events):
         engine.send(0, [("a", second)])
-        assert all(len(shard._held) <= HELD_MAX[0] for shard in engine.shards.values())
+        assert all(len(shard.held.tables) <= HELD_MAX[0] for shard in engine.shards.values())
     closed, _ = engine.send(0, [], ended=True)
     assert [(row["key"], row["count"]) for row in closed] == [("a", events)]
