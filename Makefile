@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check flows sources sinks tests benchmarks notebooks
-	$(BIN)/ruff format --check flows sources sinks tests benchmarks notebooks
+	$(BIN)/ruff check common flows sources sinks tests benchmarks notebooks
+	$(BIN)/ruff format --check common flows sources sinks tests benchmarks notebooks
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.progress import Progress
 from flows import analytics, monitoring
 from flows.registry import FlowModule
-from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings
 from sources.broker import EmbeddedBroker
 from sources.generators import GENERATORS
 from sources.producer import PRODUCER_CONFIG, ProduceRequest, produce
-from sources.progress import Progress
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 

@@ -18,16 +18,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.progress import Progress
 from flows import monitoring
-from flows.commands import compact_command, run_command
-from flows.recovery import Checkpointing
-from flows.settings import FlowSettings
+from flows.cli.commands import compact_command, run_command
+from flows.runtime.checkpoints import Checkpointing
+from flows.runtime.settings import FlowSettings
 from sinks.recovery_store import resume_epoch
 from sinks.table_sink import RollingPolicy
 from sources.broker import EmbeddedBroker
 from sources.generators import MonitoringGenerator
 from sources.producer import ProduceRequest, produce
-from sources.progress import Progress
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 

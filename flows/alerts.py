@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sources.event_time import UTC_MICROS
+from common.units import UTC_MICROS
 
 ALERT_SCHEMA = pa.schema(
     [

@@ -13,15 +13,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 
-from flows.aggregations import Count, Distinct, Stat, TopK
-from flows.pipeline import SHARED_TABLES, build_pipeline, micros
-from flows.settings import FlowSettings
-from flows.tables import TableSpec
-from flows.windows import Hopping, Session
+from common.progress import Progress
+from common.units import UTC_MICROS, micros
+from flows.engine.aggregations import Count, Distinct, Stat, TopK
+from flows.engine.tables import TableSpec
+from flows.engine.windows import Hopping, Session
+from flows.runtime.dataflow import SHARED_TABLES, build_pipeline
+from flows.runtime.settings import FlowSettings
 from sources.decode import JsonDecoder
-from sources.event_time import UTC_MICROS
 from sources.generators import AnalyticsGenerator
-from sources.progress import Progress
 
 DEFAULT_TOPIC = AnalyticsGenerator.default_topic
 REVENUE_TABLE = "category_revenue"

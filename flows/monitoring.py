@@ -12,15 +12,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 
-from flows.aggregations import Count, Quantiles, Stat
+from common.progress import Progress
+from common.units import micros
 from flows.alerts import ALERT_SCHEMA, AlertRules, Baselines, evaluate
-from flows.pipeline import SHARED_TABLES, build_pipeline, micros
-from flows.settings import FlowSettings
-from flows.tables import TableSpec
-from flows.windows import Tumbling
+from flows.engine.aggregations import Count, Quantiles, Stat
+from flows.engine.tables import TableSpec
+from flows.engine.windows import Tumbling
+from flows.runtime.dataflow import SHARED_TABLES, build_pipeline
+from flows.runtime.settings import FlowSettings
 from sources.decode import JsonDecoder
 from sources.generators import MonitoringGenerator
-from sources.progress import Progress
 
 DEFAULT_TOPIC = MonitoringGenerator.default_topic
 TABLE = "service_metrics"

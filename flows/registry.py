@@ -8,9 +8,9 @@ from typing import Protocol
 
 from bytewax.dataflow import Dataflow
 
-from flows.settings import FlowSettings
-from sources.errors import ConfigError
-from sources.progress import Progress
+from common.errors import ConfigError
+from common.progress import Progress
+from flows.runtime.settings import FlowSettings
 
 FLOW_MODULES = {"monitoring": "flows.monitoring", "analytics": "flows.analytics"}
 
@@ -36,8 +36,8 @@ class FlowModule(Protocol):
 def flow_module(name: str) -> FlowModule:
     """The module of flow ``name``; ConfigError listing the known flows otherwise."""
     if name.endswith(".toml"):
-        from flows.aggregate import PipelineFlow
-        from flows.pipeline_file import load_pipeline
+        from flows.pipelines.files import load_pipeline
+        from flows.pipelines.flow import PipelineFlow
 
         return PipelineFlow(load_pipeline(Path(name)))
     if name not in FLOW_MODULES:

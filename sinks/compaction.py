@@ -30,6 +30,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.errors import ConfigError, EventlakeError
+from common.progress import Progress
 from sinks.parquet_files import visible_files, write_atomically
 from sinks.pending_files import pending_rolls
 from sinks.table_lock import hold_for_compaction
@@ -39,8 +41,6 @@ from sinks.table_sink import (
     publish_committed_rolls,
     read_sink_marker,
 )
-from sources.errors import ConfigError, EventlakeError
-from sources.progress import Progress
 
 DEFAULT_TARGET_SIZE = 128 * 2**20
 _STAGING_SUFFIX = ".compacting"

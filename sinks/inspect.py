@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from sources.errors import ConfigError, EventlakeError
+from common.errors import ConfigError, EventlakeError
 
 TIME_COLUMNS = ("window_start", "kafka_timestamp")
 """The column whose range is shown: window start, or Kafka time for dead letters."""

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from common.errors import EventlakeError
 from sinks.faults import crash_point
-from sources.errors import EventlakeError
 
 COMPRESSION = "zstd"
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from sources.errors import EventlakeError
-from sources.progress import note
+from common.errors import EventlakeError
+from common.progress import note
 
 LOCK_NAME = ".eventlake.lock"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from sources.errors import BrokerError, ConfigError, EventlakeError
+from common.errors import BrokerError, ConfigError, EventlakeError
 from sources.mock_cluster import MockCluster
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec

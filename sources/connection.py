@@ -15,9 +15,9 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from common.errors import ConfigError
+from common.progress import note
 from sources.broker import create_topic, read_state
-from sources.errors import ConfigError
-from sources.progress import note
 from sources.target import DEFAULT_BROKER_TIMEOUT_S, KafkaTarget
 from sources.topics import TopicSpec
 

@@ -24,9 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from common.errors import InvalidMessageError
+from common.units import UTC_MICROS
 from sources.batches import DecodedBatch, RawBatch
-from sources.errors import InvalidMessageError
-from sources.event_time import UTC_MICROS, TimeGuard, epoch_micros
+from sources.event_time import TimeGuard, epoch_micros
 
 TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
 _PARSED_AS: dict[str, pa.DataType] = {

@@ -18,11 +18,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sources.errors import InvalidMessageError
+from common.errors import InvalidMessageError
+from common.units import MICROS_PER_SECOND, UTC_MICROS
 
-UTC_MICROS = pa.timestamp("us", tz="UTC")
-MICROS_PER_SECOND = 1_000_000
-"""Microseconds per second: the engine's unit of time."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from common.errors import InvalidMessageError
+from common.units import UTC_MICROS
 from sources.decode import JsonDecoder, as_text, read_ndjson, require_finite
-from sources.errors import InvalidMessageError
-from sources.event_time import UTC_MICROS, TimeGuard, epoch_micros, micros_of
+from sources.event_time import TimeGuard, epoch_micros, micros_of
 
 TIME_FORMATS = ("auto", "iso", "epoch_s", "epoch_ms")
 FlexibleTimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms"]

@@ -18,8 +18,8 @@ from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
-from sources.errors import GapError
-from sources.progress import note
+from common.errors import GapError
+from common.progress import note
 
 OnGap = Literal["continue", "fail"]
 ON_GAP_CHOICES: tuple[OnGap, ...] = ("continue", "fail")

@@ -18,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from common.errors import BrokerError
+from common.progress import Progress, note
 from sources.batches import DecodedBatch, RawBatch
 from sources.connection import patiently, require_topic
 from sources.consumer_config import consumer_config
 from sources.decode import JsonDecoder
-from sources.errors import BrokerError
 from sources.kafka_health import (
     DEFAULT_ON_GAP,
     OnGap,
@@ -31,7 +32,6 @@ from sources.kafka_health import (
     gap_error,
     gap_row,
 )
-from sources.progress import Progress, note
 from sources.target import KafkaTarget
 
 BATCH_SIZE = 10_000

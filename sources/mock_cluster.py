@@ -14,7 +14,7 @@ from typing import Any
 
 import confluent_kafka
 
-from sources.errors import BrokerError
+from common.errors import BrokerError
 
 _ERRSTR_SIZE = 512
 _RD_KAFKA_PRODUCER = 0

@@ -13,10 +13,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from common.errors import BrokerError
+from common.progress import Progress
 from sources.connection import low_watermarks
-from sources.errors import BrokerError
 from sources.generators import EventGenerator
-from sources.progress import Progress
 from sources.target import KafkaTarget
 
 PRODUCER_CONFIG = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sources.errors import ConfigError
+from common.errors import ConfigError
 
 DEFAULT_PARTITIONS = 8
 _LEGAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")

@@ -16,11 +16,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.progress import Progress
 from sinks.recovery_store import resume_epoch
 from sources.connection import list_topics
 from sources.generators import EventGenerator
 from sources.producer import ProduceRequest, produce
-from sources.progress import Progress
 from sources.target import KafkaTarget
 
 READ_TIMEOUT_S = 120.0

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from sources.errors import ConfigError
+from common.errors import ConfigError
 from sources.event_time import EPOCH, micros_of
 
 DEFAULT_EVENT_RATE = 200.0

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from flows.aggregate import WINDOWS_TABLE, PipelineFlow
-from flows.aggregate_config import PipelineConfig, aggregation_config, window_spec
-from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
+from flows.pipelines.flow import WINDOWS_TABLE, PipelineFlow
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings
 from sinks.parquet_files import count_rows
 from sinks.recovery_store import resume_epoch
 from sources.generators import MonitoringGenerator

@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow.dataset as ds
 import pytest
 
-from flows.aggregate import WINDOWS_TABLE, PipelineFlow
-from flows.aggregate_config import PipelineConfig, aggregation_config, window_spec
-from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
+from flows.pipelines.flow import WINDOWS_TABLE, PipelineFlow
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings
 from tests.conftest import Broker, NewTopic
 from tests.helpers import produce_raw
 

@@ -11,8 +11,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from flows import analytics
-from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings
 from sinks.parquet_files import count_rows
 from sources.generators import AnalyticsGenerator
 from tests.conftest import Broker

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from common.errors import ConfigError
 from flows import monitoring
 from sources.connection import list_topics
-from sources.errors import ConfigError
 from sources.target import KafkaTarget
 
 

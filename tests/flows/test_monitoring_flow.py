@@ -15,8 +15,8 @@ import pytest
 
 from flows import monitoring
 from flows.alerts import AlertRules
-from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker
 from tests.flows import oracle

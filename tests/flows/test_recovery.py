@@ -20,8 +20,8 @@ import pytest
 
 from flows import analytics, monitoring
 from flows.registry import flow_module
-from flows.runner import run_dataflow
-from flows.settings import FlowSettings
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings
 from sinks.faults import MOMENTS
 from sources.generators import AnalyticsGenerator, EventGenerator, MonitoringGenerator
 from tests.conftest import Broker

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.recovery import owned
-from flows.runner import Processes
+from flows.runtime.checkpoints import owned
+from flows.runtime.runner import Processes
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker, NewTopic
 from tests.helpers import eventlake, produce_events, writing_flow

@@ -13,11 +13,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from common.progress import Progress
 from flows import monitoring
 from sinks.compaction import compact_table
 from sinks.table_sink import ParquetTableSink, RollingPolicy
 from sources.generators import MonitoringGenerator
-from sources.progress import Progress
 from tests.conftest import Broker, NewTopic
 from tests.helpers import eventlake, produce_events, writing_flow
 

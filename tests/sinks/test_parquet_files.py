@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from common.errors import EventlakeError
 from sinks.parquet_files import conform, count_rows, write_atomically
-from sources.errors import EventlakeError
 
 SCHEMA = pa.schema([("key", pa.string()), ("value", pa.int64())])
 

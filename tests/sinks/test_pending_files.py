@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from bytewax.recovery import init_db_dir
 
+from common.errors import ConfigError
 from sinks.compaction import compact_table
 from sinks.pending_files import PENDING_DIR, pending_rolls, publish_roll
 from sinks.table_sink import (
@@ -29,7 +30,6 @@ from sinks.table_sink import (
     SinkState,
     publish_committed_rolls,
 )
-from sources.errors import ConfigError
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([("window_start", UTC_MICROS), ("value", pa.int64())])

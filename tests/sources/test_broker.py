@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from common.errors import BrokerError
 from sources.broker import EmbeddedBroker, read_state
 from sources.connection import list_topics
-from sources.errors import BrokerError
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 from tests.conftest import Broker, NewTopic

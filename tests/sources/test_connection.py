@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import ConfigError
 from sources.connection import (
     NO_BROKER_HELP,
     list_topics,
     resolve_target,
     validate_brokers,
 )
-from sources.errors import ConfigError
 from sources.target import KafkaTarget
 from tests.conftest import Broker
 from tests.helpers import eventlake

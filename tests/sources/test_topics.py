@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sources.errors import ConfigError
+from common.errors import ConfigError
 from sources.topics import DEFAULT_PARTITIONS, TopicSpec, parse_topic_list, parse_topic_spec
 
 

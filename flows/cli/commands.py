@@ -1,0 +1,262 @@
+"""What each CLI command does, once its flags are parsed into settings."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from common.errors import BrokerError, ConfigError, InterruptedRunError
+from common.progress import Progress
+from flows.registry import FlowModule
+from flows.runtime.checkpoints import owned, prepare
+from flows.runtime.runner import run_dataflow
+from flows.runtime.settings import FlowSettings, ProduceSettings
+from flows.runtime.supervisor import Supervisor
+from sinks.compaction import CompactionReport, compact_table
+from sinks.inspect import head, summarize
+from sinks.parquet_files import column_sum, count_rows, visible_files
+from sinks.pending_files import pending_rolls
+from sinks.table_lock import hold_for_writing
+from sinks.table_sink import publish_committed_rolls
+from sources.batches import GAPS_TABLE
+from sources.connection import ensure_topic, require_topic
+from sources.generators import GENERATORS, MonitoringGenerator
+from sources.producer import ProduceReport, produce
+from sources.target import KafkaTarget
+from sources.topics import TopicSpec
+
+
+def produce_command(target: KafkaTarget, settings: ProduceSettings) -> ProduceReport:
+    """Produce generated events; Ctrl-C ends an endless run after a flush."""
+    request = settings.request
+    if request.count is not None and request.duration_s is not None:
+        raise ConfigError("pass either --count or --duration, not both")
+    generator = GENERATORS[settings.kind](
+        seed=settings.seed,
+        start=settings.start,
+        events_per_second=request.rate or settings.event_rate,
+        **_generator_options(settings),
+    )
+    ensure_topic(target, TopicSpec(request.topic, settings.partitions))
+    progress = Progress(f"produce {settings.kind} → {request.topic}", request.count)
+    with _stop_on_signals() as stop:
+        report = produce(generator, target, request, progress, stop)
+    progress.finish(f"{report.sent:,} events delivered to {request.topic!r}")
+    if report.dropped:
+        _report_dropped(target, request.topic, report.dropped)
+    if report.stopped and (request.count is not None or request.duration_s is not None):
+        raise InterruptedRunError(
+            f"interrupted after {report.sent:,} events; {request.topic!r} holds fewer than asked"
+        )
+    return report
+
+
+def _generator_options(settings: ProduceSettings) -> dict[str, float]:
+    """Options only some generators take; ConfigError if given to another."""
+    if settings.disorder is None:
+        return {}
+    if settings.kind != MonitoringGenerator.name:
+        raise ConfigError("--disorder applies to monitoring events only")
+    return {"disorder": settings.disorder}
+
+
+def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
+    """Data loss in the topic is an error on the embedded broker, a warning elsewhere."""
+    if not target.embedded:
+        print(
+            f"warning: the cluster deleted the {dropped:,} oldest messages of {topic!r} while "
+            "producing (retention); readers starting now will not see them",
+            file=sys.stderr,
+        )
+        return
+    raise BrokerError(
+        f"the embedded broker dropped the {dropped:,} oldest messages of {topic!r}: it keeps "
+        "at most 5 MiB per partition. Spread the events over more partitions "
+        f"(`eventlake broker create-topic {topic}2:32`, then --topic {topic}2) or send fewer"
+    )
+
+
+def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
+    """Run the flow of ``module`` (called ``name``) to completion (bounded) or until
+    interrupted."""
+    require_topic(settings.target, settings.topic)
+    if settings.processes.spawn > 1:
+        _supervise(module, name, settings)
+        return
+    with contextlib.ExitStack() as owning:
+        if settings.checkpointing is not None:
+            owning.enter_context(owned(settings.checkpointing.directory, settings.processes))
+        _run_owned(module, name, settings)
+
+
+def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
+    """:func:`run_command` once this process owns the recovery directory."""
+    recovery, epoch_interval, resumed_from = None, None, None
+    if settings.checkpointing is None:
+        status = "no --recovery-dir, so a crash loses this run's progress"
+    else:
+        recovery, resumed_from = prepare(settings.checkpointing)
+        epoch_interval = timedelta(seconds=settings.checkpointing.snapshot_interval_s)
+        where = settings.checkpointing.directory
+        status = f"starting fresh with checkpoints in {where}"
+        if resumed_from is not None:
+            status = f"resuming from epoch {resumed_from} in {where}"
+    progress = Progress(f"run {name}")
+    with _stop_on_signals() as stop:
+        flow = module.build_flow(replace(settings, stop=stop), progress)  # checks the definition
+        if resumed_from is None:
+            _refuse_earlier_output(settings.out, module.TABLES)
+        print(f"run {name}: {status}", file=sys.stderr)
+        try:
+            run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
+        finally:  # the last epochs' files wait for their snapshots, durable by now
+            for table in module.TABLES:
+                _publish_last_rolls(settings.out / table)
+    if stop.is_set():
+        _report_stop(name, settings, progress)
+    elif settings.bounded and resumed_from is not None and progress.count == 0:
+        progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
+    else:
+        progress.finish(_summary(module, settings))
+
+
+def _supervise(module: FlowModule, name: str, settings: FlowSettings) -> None:
+    """Run the flow as ``settings.processes.spawn`` local processes, each this command
+    again; one line of progress for them all."""
+    count = settings.processes.spawn
+    print(f"run {name}: starting {count} processes of one run", file=sys.stderr)
+    progress = Progress(f"run {name}")
+    with _stop_on_signals() as stop:
+        Supervisor(count, sys.argv[1:], progress).run(stop)
+    if stop.is_set():
+        _report_stop(name, settings, progress)
+    else:
+        progress.finish(_summary(module, settings))
+
+
+def _publish_last_rolls(table_dir: Path) -> None:
+    """Publish what the run's last snapshots committed, holding the table's writer lock
+    so that no compaction swaps a directory meanwhile."""
+    if table_dir.is_dir():
+        with contextlib.closing(hold_for_writing(table_dir)):
+            publish_committed_rolls(table_dir)
+
+
+def _summary(module: FlowModule, settings: FlowSettings) -> str:
+    """Rows written per table, and messages lost to gaps if any."""
+    written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
+    missing = column_sum(settings.out / GAPS_TABLE, "missing")
+    lost = (
+        f"; {missing:,} messages were deleted from Kafka before they were read" if missing else ""
+    )
+    return f"rows under {settings.out}/: {written}{lost}"
+
+
+def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:
+    """Say how a run stopped by a signal ended; InterruptedRunError if it was bounded."""
+    resume = "the same command resumes it" if settings.checkpointing else "it cannot resume"
+    summary = f"stopped on request with every buffered row written; {resume}"
+    if settings.bounded:
+        progress.finish()
+        raise InterruptedRunError(f"run {name} interrupted before the end of its input; {resume}")
+    progress.finish(summary)
+
+
+def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
+    """ConfigError if ``out`` already holds one of ``tables``: a rerun would add every row again."""
+    for table in tables:
+        files = visible_files(out / table) + [roll for *_, roll in pending_rolls(out / table)]
+        if files:
+            raise ConfigError(
+                f"{out / table} already holds {len(files)} Parquet file(s) or pending roll(s) "
+                "from an earlier run; pass an empty --out directory or remove that one"
+            )
+
+
+def describe_tables(out: Path, table: str | None, rows: int, as_json: bool) -> str:
+    """What ``eventlake inspect`` prints: a summary per table, and ``rows`` rows of
+    ``table`` if given."""
+    summaries = summarize(out)
+    first_rows = None if table is None else head(out, table, rows)
+    if as_json:
+        document: dict[str, Any] = {"tables": [s.as_dict() for s in summaries]}
+        if first_rows is not None:
+            document["head"] = {"table": table, "rows": first_rows.to_pylist()}
+        return json.dumps(document, indent=2, default=str)
+    lines = []
+    for s in summaries:
+        span = f"{s.time_column} {s.first} .. {s.last}" if s.first else "no rows"
+        lines.append(
+            f"{s.table}: {s.files:,} files, {s.rows:,} rows, {s.bytes:,} bytes, "
+            f"{s.partitions} partitions; {span}"
+        )
+        lines += [f"    {column}" for column in s.schema]
+    if first_rows is not None:
+        lines += ["", f"first {first_rows.num_rows} rows of {table}:", *_aligned(first_rows)]
+    return "\n".join(lines)
+
+
+def _aligned(table: pa.Table, width: int = 28) -> list[str]:
+    """``table`` as text lines, one column per field; binary sketches shown by size."""
+
+    def cell(value: Any) -> str:
+        text = f"<{len(value)} bytes>" if isinstance(value, bytes) else str(value)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    cells = [[cell(v) for v in row.values()] for row in table.to_pylist()]
+    header = table.column_names
+    sizes = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    return [
+        "  ".join(text.ljust(size) for text, size in zip(row, sizes, strict=True)).rstrip()
+        for row in [header, *cells]
+    ]
+
+
+def compact_command(table_dir: Path, target_size: int) -> CompactionReport:
+    """Compact ``table_dir``, showing progress and what was merged."""
+    progress = Progress(f"compact {table_dir}", unit="files")
+    report = compact_table(table_dir, target_size, progress)
+    summary = (
+        f"merged {report.files_merged:,} files ({report.rows:,} rows) into "
+        f"{report.files_written:,} in {report.directories:,} directories"
+    )
+    if report.published:
+        summary += f"; published {report.published:,} committed rolls a stopped run left pending"
+    if report.uncommitted:
+        summary += (
+            f"; left {report.uncommitted:,} rolls written after the flow's last checkpoint "
+            "hidden (a resume writes them again)"
+        )
+    progress.finish(summary)
+    return report
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGINT/SIGTERM set while inside, so an endless run can end cleanly.
+
+    The previous handlers are restored on leaving.
+    """
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(signum, lambda *_: stop.set()) for signum in signals]
+    try:
+        yield stop
+    finally:
+        for signum, handler in zip(signals, previous, strict=True):
+            signal.signal(signum, handler)
+
+
+def echo_error(message: str) -> None:
+    """Print an error the way every command does."""
+    print(f"error: {message}", file=sys.stderr)

@@ -1,0 +1,380 @@
+"""The ``eventlake`` command line: parse flags, then call one function per command.
+
+Every flag can also be set with the ``EVENTLAKE_*`` environment variable that
+``--help`` shows. Exit codes: 0 done, 2 usage or configuration error,
+1 failure while running.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from common.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
+from flows.cli.aggregate import aggregate, validate
+from flows.cli.commands import (
+    compact_command,
+    describe_tables,
+    echo_error,
+    produce_command,
+    run_command,
+)
+from flows.cli.demo import run_demo
+from flows.cli.options import (
+    ByteSize,
+    Duration,
+    UtcTime,
+    brokers_option,
+    env_option,
+    runtime_options,
+    state_file_option,
+)
+from flows.registry import flow_module
+from flows.runtime.settings import DemoSettings, ProduceSettings, Runtime
+from sources.broker import (
+    DEFAULT_TOPICS,
+    BrokerState,
+    create_topic,
+    read_state,
+    serve,
+    set_broker_up,
+)
+from sources.connection import resolve_target
+from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
+from sources.producer import ProduceRequest
+from sources.topics import parse_topic_list, parse_topic_spec
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="eventlake")
+def cli() -> None:
+    """eventlake: windowed aggregations from Kafka to Parquet, on bytewax."""
+
+
+@cli.group(invoke_without_command=True)
+@env_option(
+    "--brokers-count",
+    env="BROKERS_COUNT",
+    type=click.IntRange(1, 16),
+    default=1,
+    help="Number of brokers in the embedded cluster.",
+)
+@env_option(
+    "--topics",
+    env="BROKER_TOPICS",
+    default=",".join(str(t) for t in DEFAULT_TOPICS),
+    help="Topics to create, NAME[:PARTITIONS],... (partitions default to 8).",
+)
+@state_file_option
+@click.pass_context
+def broker(ctx: click.Context, brokers_count: int, topics: str, state_file: Path) -> None:
+    """Run the embedded Kafka broker (librdkafka's mock cluster) until Ctrl-C.
+
+    Prints the bootstrap servers as the first line of stdout. In-memory only:
+    everything is gone when it stops.
+    """
+    if ctx.invoked_subcommand is None:
+        serve(parse_topic_list(topics), brokers_count, state_file)
+
+
+_running_state_file_option = env_option(
+    "--state-file",
+    env="STATE_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where the running broker records its address. [default: `eventlake broker "
+    "--state-file`, i.e. .eventlake/broker.json]",
+)
+_broker_id_argument = click.argument(
+    "broker_id", metavar="[ID]", type=click.IntRange(min=1), required=False
+)
+
+
+def _running_broker(ctx: click.Context, state_file: Path | None) -> BrokerState:
+    """The broker recorded in the subcommand's --state-file, else in the group's."""
+    assert ctx.parent is not None
+    state_file = state_file or ctx.parent.params["state_file"]
+    state = read_state(state_file)
+    if state is None:
+        raise BrokerError(
+            f"no embedded broker is running (no live {state_file}); start `eventlake broker`"
+        )
+    return state
+
+
+@broker.command("create-topic")
+@click.argument("spec")
+@_running_state_file_option
+@click.pass_context
+def broker_create_topic(ctx: click.Context, spec: str, state_file: Path | None) -> None:
+    """Create topic SPEC (NAME[:PARTITIONS]) on the running embedded broker."""
+    topic = parse_topic_spec(spec)
+    create_topic(_running_broker(ctx, state_file).control_socket, topic)
+    click.echo(f"created topic {topic.name} with {topic.partitions} partitions")
+
+
+@broker.command("down")
+@_broker_id_argument
+@_running_state_file_option
+@click.pass_context
+def broker_down(ctx: click.Context, broker_id: int | None, state_file: Path | None) -> None:
+    """Take broker ID, or every broker, down to simulate an outage.
+
+    ID is 1 to the running broker's --brokers-count. A broker that is down drops
+    its connections and refuses clients until `eventlake broker up`; it keeps its data.
+    """
+    _switch_broker(ctx, broker_id, state_file, up=False)
+
+
+@broker.command("up")
+@_broker_id_argument
+@_running_state_file_option
+@click.pass_context
+def broker_up(ctx: click.Context, broker_id: int | None, state_file: Path | None) -> None:
+    """Bring broker ID, or every broker, back up with the data it had."""
+    _switch_broker(ctx, broker_id, state_file, up=True)
+
+
+def _switch_broker(
+    ctx: click.Context, broker_id: int | None, state_file: Path | None, up: bool
+) -> None:
+    set_broker_up(_running_broker(ctx, state_file).control_socket, broker_id, up)
+    which = "every broker" if broker_id is None else f"broker {broker_id}"
+    click.echo(f"{which} is {'up' if up else 'down'}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(GENERATORS)))
+@env_option(
+    "--topic",
+    env="PRODUCE_TOPIC",
+    default=None,
+    help="Topic to write. [default: requests for monitoring, shop for analytics]",
+)
+@env_option(
+    "--count",
+    env="PRODUCE_COUNT",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send this many events, then stop. [default: no limit]",
+)
+@env_option(
+    "--duration",
+    env="PRODUCE_DURATION",
+    type=Duration(),
+    default=None,
+    help="Send for this long (e.g. 30s, 5m), then stop. "
+    "[default: no limit; without --count or --duration, until Ctrl-C]",
+)
+@env_option(
+    "--rate",
+    env="PRODUCE_RATE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Events per second (wall clock); event time then follows the clock. "
+    "[default: as fast as possible]",
+)
+@env_option(
+    "--seed",
+    env="PRODUCE_SEED",
+    type=int,
+    default=0,
+    help="Generator seed; the same seed gives the same events.",
+)
+@env_option(
+    "--start",
+    env="PRODUCE_START",
+    type=UtcTime(),
+    default=None,
+    help="Event time of the first event. [default: now]",
+)
+@env_option(
+    "--event-rate",
+    env="PRODUCE_EVENT_RATE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_EVENT_RATE,
+    help="Events per second of event time when --rate is not set.",
+)
+@env_option(
+    "--disorder",
+    env="PRODUCE_DISORDER",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Monitoring only: fraction of events sent up to 3 s out of order. [default: 0.05]",
+)
+@env_option(
+    "--partitions",
+    env="PARTITIONS",
+    type=click.IntRange(min=1),
+    default=8,
+    help="Partitions of the topic if it must be created (embedded broker only).",
+)
+@brokers_option
+@state_file_option
+def produce(
+    kind: str,
+    topic: str | None,
+    count: int | None,
+    duration: float | None,
+    rate: float | None,
+    seed: int,
+    start: datetime | None,
+    event_rate: float,
+    disorder: float | None,
+    partitions: int,
+    brokers: str | None,
+    state_file: Path,
+) -> None:
+    """Send synthetic KIND events (monitoring or analytics) to Kafka."""
+    target = resolve_target(brokers, state_file)
+    request = ProduceRequest(topic or GENERATORS[kind].default_topic, count, duration, rate)
+    settings = ProduceSettings(kind, request, seed, start, disorder, event_rate, partitions)
+    produce_command(target, settings)
+
+
+@cli.command()
+@click.argument("name")
+@env_option(
+    "--topic",
+    env="RUN_TOPIC",
+    default=None,
+    help="Input topic. [default: the flow's, e.g. requests for monitoring]",
+)
+@env_option(
+    "--window",
+    env="WINDOW",
+    type=Duration(),
+    default=None,
+    help="Window length. [default: the flow's: 1m monitoring, 1h analytics revenue]",
+)
+@env_option(
+    "--slide",
+    env="SLIDE",
+    type=Duration(),
+    default=None,
+    help="Hop of hopping windows. [default: the flow's: 15m analytics revenue]",
+)
+@env_option(
+    "--session-gap",
+    env="SESSION_GAP",
+    type=Duration(),
+    default=None,
+    help="Inactivity that ends a session. [default: the flow's: 30m analytics]",
+)
+@env_option(
+    "--lateness",
+    env="LATENESS",
+    type=Duration(),
+    default=5.0,
+    help="Allowed lateness in seconds or with a unit: the watermark trails the "
+    "slowest partition's newest event by this much; older events go to the late table.",
+)
+@runtime_options
+def run(
+    name: str,
+    topic: str | None,
+    window: float | None,
+    slide: float | None,
+    session_gap: float | None,
+    lateness: float,
+    runtime: Runtime,
+) -> None:
+    """Run flow NAME (monitoring, analytics, or a pipeline file NAME.toml) reading
+    Kafka and writing Parquet."""
+    flow = flow_module(name)
+    settings = runtime.settings(
+        topic or flow.DEFAULT_TOPIC,
+        window_s=window,
+        slide_s=slide,
+        session_gap_s=session_gap,
+        lateness_s=lateness,
+    )
+    run_command(flow, name, settings)
+
+
+@cli.command()
+@click.argument("table_dir", type=click.Path(path_type=Path, file_okay=False))
+@env_option(
+    "--target-size",
+    env="COMPACT_TARGET_SIZE",
+    type=ByteSize(),
+    default="128MB",
+    help="Merge files smaller than this into files of about this size (binary units).",
+)
+def compact(table_dir: Path, target_size: int) -> None:
+    """Merge the small Parquet files of TABLE_DIR (OUT/<table>) into larger ones.
+
+    Readers may read meanwhile; a flow writing the table makes it refuse.
+    """
+    compact_command(table_dir, target_size)
+
+
+@cli.command()
+@env_option(
+    "--out",
+    env="DEMO_OUT",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo-output"),
+    help="Where the demo writes its tables (replaced on every run).",
+)
+@env_option(
+    "--monitoring-events",
+    env="DEMO_MONITORING_EVENTS",
+    type=click.IntRange(min=1),
+    default=200_000,
+    help="Monitoring events to produce.",
+)
+@env_option(
+    "--analytics-events",
+    env="DEMO_ANALYTICS_EVENTS",
+    type=click.IntRange(min=1),
+    default=100_000,
+    help="Analytics events to produce.",
+)
+@env_option("--seed", env="DEMO_SEED", type=int, default=0, help="Generator seed.")
+def demo(out: Path, monitoring_events: int, analytics_events: int, seed: int) -> None:
+    """Start an embedded broker, produce events, run both flows, show the output."""
+    run_demo(DemoSettings(out, monitoring_events, analytics_events, seed))
+
+
+@cli.command("inspect")
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@env_option(
+    "--table",
+    env="INSPECT_TABLE",
+    default=None,
+    help="Show the first rows of this table. [default: none, summaries only]",
+)
+@env_option("--head", env="INSPECT_HEAD", type=click.IntRange(min=0), default=10,
+            help="How many rows --table shows.")  # fmt: skip
+@env_option("--json/--text", "as_json", env="INSPECT_JSON", default=False,
+            help="Print JSON instead of text.")  # fmt: skip
+def inspect_command(out: Path, table: str | None, head: int, as_json: bool) -> None:
+    """Per table of OUT: files, rows, bytes, window_start range, partitions, schema."""
+    click.echo(describe_tables(out, table, head, as_json))
+
+
+cli.add_command(aggregate)
+cli.add_command(validate)
+
+
+def main() -> None:
+    """Entry point of the ``eventlake`` console script."""
+    try:
+        cli(prog_name="eventlake")
+    except ConfigError as err:
+        echo_error(str(err))
+        sys.exit(2)
+    except InterruptedRunError as err:
+        echo_error(str(err))
+        sys.exit(130)
+    except EventlakeError as err:
+        echo_error(str(err))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""What every flow shares: Kafka in, dead letters and late rows out, one sink per table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import bytewax.operators as op
+import pyarrow as pa
+from bytewax.dataflow import Dataflow, Stream
+
+from common.progress import Progress, note
+from common.units import micros
+from flows.engine.routing import Windowed, late_schema, windowed
+from flows.engine.tables import TableSpec
+from flows.engine.windows import reach_us
+from flows.runtime.checkpoints import ResumePoint, resume_point
+from flows.runtime.run_definition import check_definition, describe
+from flows.runtime.settings import FlowSettings
+from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, TICK, ParquetTableSink, SinkItem
+from sources.batches import (
+    DEAD_LETTER_SCHEMA,
+    DEAD_LETTER_TABLE,
+    GAPS_SCHEMA,
+    GAPS_TABLE,
+    DecodedBatch,
+)
+from sources.decode import JsonDecoder
+from sources.event_time import TimeGuard
+from sources.kafka_source import KafkaBatchSource, ReadOptions
+
+SOURCE_STEP = "kafka"
+LATE_TABLE = "late"
+SHARED_TABLES = (LATE_TABLE, DEAD_LETTER_TABLE, GAPS_TABLE)
+"""The tables every flow writes besides its own."""
+TICK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A flow under construction: its dataflow and the windowed streams of its tables."""
+
+    flow: Dataflow
+    tables: dict[str, Windowed]
+    settings: FlowSettings
+    signals: Stream[tuple[str, SinkItem]]
+    """For every sink partition: END_OF_INPUT whenever a source partition ends, and a
+    TICK at most every :data:`TICK_INTERVAL_S` per process while batches come."""
+
+    def write(
+        self,
+        table: str,
+        rows: Stream[tuple[str, pa.Table]],
+        schema: pa.Schema,
+        time_column: str = "window_start",
+    ) -> None:
+        """Write keyed ``rows`` exactly once to ``out/<table>/`` with the fixed ``schema``."""
+        checkpointing = self.settings.checkpointing
+        sink = ParquetTableSink(
+            self.settings.out / table,
+            schema,
+            time_column,
+            self.settings.rolling,
+            None if checkpointing is None else checkpointing.directory,
+        )
+        placed = op.flat_map(f"{table}_by_directory", rows, sink.route)
+        op.output(table, op.merge(f"{table}_with_signals", placed, self.signals), sink)
+
+
+def _dead_letters(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
+    return [(str(batch.partition), batch.dead_letter_table())] if batch.dead_letters else []
+
+
+def _gaps(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
+    return [(str(batch.partition), batch.gap_table())] if batch.gaps else []
+
+
+class _Signals:
+    """The signals a batch sends every sink partition: END_OF_INPUT if its source
+    partition ended, else a TICK if none was sent for :data:`TICK_INTERVAL_S` in this
+    process. Rows go to the partition of their directory, so a partition may get none
+    for long; a tick lets it snapshot anyway (roll by age, publish)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ticked = -TICK_INTERVAL_S
+
+    def __call__(self, batch: DecodedBatch) -> list[tuple[str, SinkItem]]:
+        if batch.ended or batch.stopping:
+            return [(str(part), END_OF_INPUT) for part in range(SINK_PARTITIONS)]
+        now = self._clock()
+        if now - self._ticked < TICK_INTERVAL_S:
+            return []
+        self._ticked = now
+        return [(str(part), TICK) for part in range(SINK_PARTITIONS)]
+
+
+def build_pipeline(
+    name: str,
+    settings: FlowSettings,
+    decoder: JsonDecoder,
+    specs: Sequence[TableSpec],
+    progress: Progress | None,
+) -> Pipeline:
+    """Source, dead letters, every table of ``specs`` and the late table, all written."""
+    resumed = _resume_point(name, settings, decoder.time_field, specs)
+    flow = Dataflow(name)
+    reach = max((reach_us(spec.window) for spec in specs), default=0)
+    decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
+    options = ReadOptions(
+        settings.bounded,
+        settings.idle_timeout_s,
+        settings.batch_size,
+        settings.stop,
+        settings.on_gap,
+        resumed.execution,
+    )
+    source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
+    batches = op.input(SOURCE_STEP, flow, source)
+    signals = op.flat_map("sink_signals", batches, _Signals())
+    pipeline = Pipeline(flow, {}, settings, signals)
+    dead = op.flat_map("dead", batches, _dead_letters)
+    pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
+    gaps = op.flat_map("gap_rows", batches, _gaps)
+    pipeline.write(GAPS_TABLE, gaps, GAPS_SCHEMA, "detected_at")
+    lateness_us = micros(settings.lateness_s)
+    late_streams = []
+    for spec in specs:
+        table = windowed(
+            spec.name, batches, spec, decoder.time_field, lateness_us, resumed.newest_event_us
+        )
+        pipeline.tables[spec.name] = table
+        pipeline.write(spec.name, table.rows, spec.output_schema())
+        late_streams.append(table.late)
+    late = op.merge("late_rows", *late_streams)
+    pipeline.write(LATE_TABLE, late, late_schema(decoder.schema))
+    return pipeline
+
+
+def _resume_point(
+    name: str, settings: FlowSettings, time_field: str, specs: Sequence[TableSpec]
+) -> ResumePoint:
+    """With checkpoints: ConfigError if they hold a run of another definition (and a
+    line for what may change); where the runs before this one left the source."""
+    checkpointing = settings.checkpointing
+    if checkpointing is None:
+        return ResumePoint()
+    definition = describe(name, settings, time_field, specs)
+    for change in check_definition(checkpointing.directory, definition):
+        note(f"run {name}: {change} since the last run")
+    return resume_point(checkpointing.directory, f"{name}.{SOURCE_STEP}")

@@ -1,0 +1,190 @@
+"""``--processes N``: one command starts N local processes of one cluster and watches them.
+
+Each child is this command again with ``-i K -a ADDRESSES`` (free local ports) in
+place of ``--processes``, so it checks, resumes and writes exactly as a process
+started by hand would. The supervisor merges the children's progress into one
+line and forwards their other output prefixed with their index. When one child
+fails, the others are stopped (SIGTERM, then SIGKILL after
+:data:`STOP_GRACE_S`) and the command fails naming it; SIGINT/SIGTERM stop every
+child with a final snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from common.errors import ClusterError, ConfigError
+from common.progress import PROGRESS_FORMAT_ENV, Progress, note
+
+STOP_GRACE_S = 20.0
+"""How long stopped children may take to snapshot and exit before they are killed."""
+_POLL_S = 0.1
+_CONFIG_ERROR_EXIT = 2
+_INTERRUPTED_EXIT = 130
+
+
+def free_addresses(count: int) -> tuple[str, ...]:
+    """``count`` local HOST:PORT addresses whose ports were free when chosen."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def child_arguments(arguments: Sequence[str]) -> list[str]:
+    """The command-line arguments of a child: ``arguments`` without ``--processes``."""
+    kept: list[str] = []
+    skip_value = False
+    for argument in arguments:
+        if skip_value:
+            skip_value = False
+        elif argument == "--processes":
+            skip_value = True
+        elif not argument.startswith("--processes="):
+            kept.append(argument)
+    return kept
+
+
+@dataclass
+class _Child:
+    """One supervised process and what it reported."""
+
+    index: int
+    process: subprocess.Popen[str]
+    count: int = 0
+    last_error: str = ""
+    ended_at: float = float("inf")
+    """When its output ended (it exited): the first of several failures is the cause."""
+    reader: threading.Thread = field(init=False)
+
+    def describe_exit(self) -> str:
+        """How the child ended, in words."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        reason = f": {self.last_error}" if self.last_error else ""
+        return f"exited with code {code}{reason}"
+
+
+class Supervisor:
+    """Runs ``count`` children of this command and waits for them (see the module)."""
+
+    def __init__(self, count: int, arguments: Sequence[str], progress: Progress) -> None:
+        self._count = count
+        self._arguments = child_arguments(arguments)
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._children: list[_Child] = []
+
+    def run(self, stop: threading.Event) -> None:
+        """Start the children and wait until all have ended; ClusterError (or ConfigError
+        for a child's configuration error) naming the first that failed. ``stop`` (set by
+        SIGINT/SIGTERM) stops them all."""
+        addresses = ";".join(free_addresses(self._count))
+        try:
+            for index in range(self._count):
+                self._children.append(self._start(index, addresses))
+            self._wait(stop)
+        finally:  # the supervisor itself failed: leave no child waiting for its peers
+            self._signal_all(signal.SIGKILL)
+        for child in self._children:
+            child.reader.join()
+        failed = [child for child in self._children if _failed(child, stop.is_set())]
+        if failed:
+            self._raise_for(min(failed, key=lambda child: child.ended_at))
+
+    def _start(self, index: int, addresses: str) -> _Child:
+        environment = {
+            **os.environ,
+            "EVENTLAKE_PROCESSES": "1",
+            "EVENTLAKE_PROCESS_ID": str(index),
+            "EVENTLAKE_ADDRESSES": addresses,
+            PROGRESS_FORMAT_ENV: "json",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *self._arguments],
+            env=environment,
+            stderr=subprocess.PIPE,
+            encoding="utf-8",
+            errors="backslashreplace",
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them all
+        )
+        child = _Child(index, process)
+        child.reader = threading.Thread(target=self._read, args=(child,), daemon=True)
+        child.reader.start()
+        return child
+
+    def _read(self, child: _Child) -> None:
+        """Merge the child's progress reports; forward its other lines, prefixed."""
+        assert child.process.stderr is not None
+        for line in child.process.stderr:
+            report = _progress_report(line)
+            if report is None:
+                with contextlib.suppress(OSError):  # keep draining if our stderr is gone
+                    note(f"process {child.index}: {line.rstrip()}")
+                if line.startswith("error: "):
+                    child.last_error = line.removeprefix("error: ").strip()
+                continue
+            with self._lock:
+                advanced, child.count = report - child.count, report
+            self._progress.advance(advanced)
+        child.ended_at = time.monotonic()
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Poll the children until all have ended; stop them all once one failed."""
+        kill_at: float | None = None
+        while any(child.process.poll() is None for child in self._children):
+            failing = any(_failed(child, stop.is_set()) for child in self._children)
+            if kill_at is None and (stop.is_set() or failing):
+                self._signal_all(signal.SIGTERM)
+                kill_at = time.monotonic() + STOP_GRACE_S
+            elif kill_at is not None and time.monotonic() > kill_at:
+                self._signal_all(signal.SIGKILL)
+                kill_at = float("inf")
+            time.sleep(_POLL_S)
+
+    def _signal_all(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to every child still running."""
+        for child in self._children:
+            if child.process.poll() is None:
+                child.process.send_signal(signum)
+
+    def _raise_for(self, failed: _Child) -> None:
+        message = (
+            f"process {failed.index} of {self._count} (pid {failed.process.pid}) "
+            f"{failed.describe_exit()}; the others were stopped"
+        )
+        if failed.process.returncode == _CONFIG_ERROR_EXIT:
+            raise ConfigError(failed.last_error or message)
+        raise ClusterError(message)
+
+
+def _failed(child: _Child, stopping: bool) -> bool:
+    """Whether ``child`` has ended in failure: an interrupted bounded run is a stop, and
+    so is dying of the SIGTERM that stops a run (one still starting has no handler)."""
+    stops = (None, 0, _INTERRUPTED_EXIT, -signal.SIGTERM if stopping else None)
+    return child.process.returncode not in stops
+
+
+def _progress_report(line: str) -> int | None:
+    """The event count of a child's progress report line; None for any other line."""
+    if not line.startswith('{"progress"'):
+        return None
+    try:
+        return int(json.loads(line)["count"])
+    except (ValueError, KeyError, TypeError):
+        return None
