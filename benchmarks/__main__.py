@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from common.progress import Progress
 from flows import analytics, monitoring
-from flows.registry import FlowModule
+from flows.runtime.flow import Flow
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
 from sources.broker import EmbeddedBroker
@@ -90,10 +90,10 @@ def _consume_loop(target: KafkaTarget, topic: str, count: int, aggregate: bool) 
     return elapsed
 
 
-def _flow(module: FlowModule, target: KafkaTarget, topic: str, workers: int) -> float:
+def _flow(flow: Flow, target: KafkaTarget, topic: str, workers: int) -> float:
     with tempfile.TemporaryDirectory() as out:
         settings = FlowSettings(target, topic, Path(out), bounded=True, workers=workers)
-        return _timed(lambda: run_dataflow(module.build_flow(settings), workers))
+        return _timed(lambda: run_dataflow(flow.build(settings), workers))
 
 
 def _rate_accuracy(target: KafkaTarget, topic: str, rate: float, seconds: float) -> float:
@@ -122,11 +122,11 @@ def main() -> None:
             results.append(("  baseline: raw confluent-kafka produce", raw, ""))
         plain = events / _consume_loop(target, "mon", events, aggregate=False)
         dict_agg = events / _consume_loop(target, "mon", events, aggregate=True)
-        for module, topic in ((monitoring, "mon"), (analytics, "ana")):
+        for flow, topic in ((monitoring.FLOW, "mon"), (analytics.FLOW, "ana")):
             for workers in (1, 2):
-                flow = events / _flow(module, target, topic, workers)
-                name = f"{module.__name__.split('.')[-1]} flow, {workers} worker thread(s)"
-                results.append((name, flow, f"{flow / dict_agg:.2f}x dict loop"))
+                rate = events / _flow(flow, target, topic, workers)
+                name = f"{flow.name} flow, {workers} worker thread(s)"
+                results.append((name, rate, f"{rate / dict_agg:.2f}x dict loop"))
         results.append(("  baseline: consume + json.loads + dict agg", dict_agg, ""))
         results.append(("  baseline: consume only", plain, ""))
         accuracy = _rate_accuracy(target, "rate", 20_000.0, 3.0)

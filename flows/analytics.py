@@ -18,7 +18,8 @@ from common.units import UTC_MICROS, micros
 from flows.engine.aggregations import Count, Distinct, Stat, TopK
 from flows.engine.tables import TableSpec
 from flows.engine.windows import Hopping, Session
-from flows.runtime.dataflow import SHARED_TABLES, build_pipeline
+from flows.runtime.dataflow import KAFKA_TO_PARQUET, SHARED_TABLES, FlowIO, build_pipeline
+from flows.runtime.flow import Flow
 from flows.runtime.settings import FlowSettings
 from sources.decode import JsonDecoder
 from sources.generators import AnalyticsGenerator
@@ -123,10 +124,16 @@ def sessions_spec(gap_s: float) -> TableSpec:
     )
 
 
-def build_flow(settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
+def build_flow(
+    settings: FlowSettings, progress: Progress | None = None, io: FlowIO = KAFKA_TO_PARQUET
+) -> Dataflow:
     """The analytics dataflow, writing its :data:`TABLES` under ``settings.out``."""
     specs = [
         revenue_spec(settings.window_s or DEFAULT_WINDOW_S, settings.slide_s or DEFAULT_SLIDE_S),
         sessions_spec(settings.session_gap_s or DEFAULT_SESSION_GAP_S),
     ]
-    return build_pipeline("analytics", settings, DECODER, specs, progress).flow
+    return build_pipeline("analytics", settings, DECODER, specs, progress, io).flow
+
+
+FLOW = Flow("analytics", DEFAULT_TOPIC, TABLES, build_flow)
+"""The analytics flow, as ``eventlake run analytics`` finds it."""

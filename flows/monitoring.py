@@ -18,7 +18,8 @@ from flows.alerts import ALERT_SCHEMA, AlertRules, Baselines, evaluate
 from flows.engine.aggregations import Count, Quantiles, Stat
 from flows.engine.tables import TableSpec
 from flows.engine.windows import Tumbling
-from flows.runtime.dataflow import SHARED_TABLES, build_pipeline
+from flows.runtime.dataflow import KAFKA_TO_PARQUET, SHARED_TABLES, FlowIO, build_pipeline
+from flows.runtime.flow import Flow
 from flows.runtime.settings import FlowSettings
 from sources.decode import JsonDecoder
 from sources.generators import MonitoringGenerator
@@ -73,10 +74,12 @@ def metrics_spec(window_s: float) -> TableSpec:
     )
 
 
-def build_flow(settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
+def build_flow(
+    settings: FlowSettings, progress: Progress | None = None, io: FlowIO = KAFKA_TO_PARQUET
+) -> Dataflow:
     """The monitoring dataflow, writing its :data:`TABLES` under ``settings.out``."""
     spec = metrics_spec(settings.window_s or DEFAULT_WINDOW_S)
-    pipeline = build_pipeline("monitoring", settings, DECODER, [spec], progress)
+    pipeline = build_pipeline("monitoring", settings, DECODER, [spec], progress, io)
     rules = AlertRules()
 
     def alert(baselines: Baselines | None, windows: pa.Table) -> tuple[Baselines, pa.Table]:
@@ -86,3 +89,7 @@ def build_flow(settings: FlowSettings, progress: Progress | None = None) -> Data
     alerts = op.stateful_map("evaluate_alerts", pipeline.tables[TABLE].rows, alert)
     pipeline.write(ALERTS_TABLE, alerts, ALERT_SCHEMA)
     return pipeline.flow
+
+
+FLOW = Flow("monitoring", DEFAULT_TOPIC, TABLES, build_flow)
+"""The monitoring flow, as ``eventlake run monitoring`` finds it."""

@@ -1,48 +1,34 @@
-"""Flows by name, as ``eventlake run NAME`` resolves them."""
+"""Flows by name, as ``eventlake run NAME`` resolves them: a built-in flow, a pipeline
+``.toml`` file, or ``module:attribute`` naming a :class:`~flows.runtime.flow.Flow`
+(as ``python -m bytewax.run module:flow`` does)."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
-
-from bytewax.dataflow import Dataflow
 
 from common.errors import ConfigError
-from common.progress import Progress
-from flows.runtime.settings import FlowSettings
+from flows.pipelines.files import load_pipeline
+from flows.pipelines.flow import pipeline_flow
+from flows.runtime.flow import Flow
 
-FLOW_MODULES = {"monitoring": "flows.monitoring", "analytics": "flows.analytics"}
-
-
-class FlowModule(Protocol):
-    """What every flow module exposes."""
-
-    @property
-    def DEFAULT_TOPIC(self) -> str:  # noqa: N802 - a module constant in flow modules
-        """The topic the flow reads when --topic is not given."""
-        ...
-
-    @property
-    def TABLES(self) -> tuple[str, ...]:  # noqa: N802
-        """Every table the flow writes, as directory names under ``--out``."""
-        ...
-
-    def build_flow(self, settings: FlowSettings, progress: Progress | None = None) -> Dataflow:
-        """Build the flow's dataflow from validated settings."""
-        ...
+BUILT_IN = {"monitoring": "flows.monitoring:FLOW", "analytics": "flows.analytics:FLOW"}
 
 
-def flow_module(name: str) -> FlowModule:
-    """The module of flow ``name``; ConfigError listing the known flows otherwise."""
+def resolve_flow(name: str) -> Flow:
+    """The flow ``name`` stands for; ConfigError listing the choices otherwise."""
     if name.endswith(".toml"):
-        from flows.pipelines.files import load_pipeline
-        from flows.pipelines.flow import PipelineFlow
-
-        return PipelineFlow(load_pipeline(Path(name)))
-    if name not in FLOW_MODULES:
+        return pipeline_flow(load_pipeline(Path(name)), name)
+    module_name, _, attribute = BUILT_IN.get(name, name).partition(":")
+    if not attribute:
         raise ConfigError(
-            f"unknown flow {name!r}; choose from {sorted(FLOW_MODULES)} or pass a pipeline .toml"
+            f"unknown flow {name!r}; choose from {sorted(BUILT_IN)}, a pipeline .toml file "
+            "or MODULE:ATTRIBUTE naming a Flow"
         )
-    module: FlowModule = importlib.import_module(FLOW_MODULES[name])
-    return module
+    try:
+        flow = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"cannot load flow {name!r}: {err}") from None
+    if not isinstance(flow, Flow):
+        raise ConfigError(f"{name} is a {type(flow).__name__}, not a flows.runtime.flow.Flow")
+    return flow

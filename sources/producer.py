@@ -105,7 +105,7 @@ def produce(
     sent = 0
     for chunk in paced_chunks(generator.events(), request, stop):
         for event in chunk:
-            key, value = generator.key_of(event), _encode(event)
+            key, value = generator.key_of(event), encode_event(event)
             if not _send(producer, request.topic, key, value, tracker, stop):
                 break
             sent += 1
@@ -124,7 +124,8 @@ def produce(
     return ProduceReport(tracker.delivered, elapsed, dropped, stop.is_set())
 
 
-def _encode(event: dict[str, Any]) -> bytes:
+def encode_event(event: dict[str, Any]) -> bytes:
+    """An event as the producer sends it: compact JSON."""
     return json.dumps(event, separators=(",", ":")).encode()
 
 

@@ -16,6 +16,8 @@ from sources.broker import EmbeddedBroker
 from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 
+BROKER_FIXTURES = frozenset({"broker", "new_topic", "demo_output"})
+"""Fixtures that start an embedded broker: tests using one are ``integration`` tests."""
 DEMO_MONITORING_EVENTS = 60_000
 DEMO_ANALYTICS_EVENTS = 30_000
 
@@ -34,6 +36,14 @@ class Broker:
         name = f"{prefix}-{next(_topic_numbers)}"
         self.process.create_topic(TopicSpec(name, partitions))
         return name
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a broker ``integration``, so that
+    ``pytest -m "not integration"`` is the fast loop that starts none."""
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from flows.cli.commands import run_command
 from flows.cli.options import Duration, env_option, runtime_options
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
 from flows.pipelines.files import load_pipeline
-from flows.pipelines.flow import WINDOWS_TABLE, PipelineFlow
+from flows.pipelines.flow import WINDOWS_TABLE, pipeline_flow
 from flows.runtime.settings import Runtime
 from sources.flexible_decode import TIME_FORMATS, FlexibleTimeFormat
 
@@ -130,7 +130,7 @@ def aggregate(
         lateness,
         strict,
     )
-    run_command(PipelineFlow(pipeline), "aggregate", runtime.settings(topic, lateness_s=lateness))
+    run_command(pipeline_flow(pipeline), runtime.settings(topic, lateness_s=lateness))
 
 
 @click.command()

@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from common.errors import BrokerError, ConfigError, InterruptedRunError
 from common.progress import Progress
-from flows.registry import FlowModule
 from flows.runtime.checkpoints import owned, prepare
+from flows.runtime.flow import Flow
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings, ProduceSettings
 from flows.runtime.supervisor import Supervisor
@@ -86,20 +86,19 @@ def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
     )
 
 
-def run_command(module: FlowModule, name: str, settings: FlowSettings) -> None:
-    """Run the flow of ``module`` (called ``name``) to completion (bounded) or until
-    interrupted."""
+def run_command(flow: Flow, settings: FlowSettings) -> None:
+    """Run ``flow`` to completion (bounded) or until interrupted."""
     require_topic(settings.target, settings.topic)
     if settings.processes.spawn > 1:
-        _supervise(module, name, settings)
+        _supervise(flow, settings)
         return
     with contextlib.ExitStack() as owning:
         if settings.checkpointing is not None:
             owning.enter_context(owned(settings.checkpointing.directory, settings.processes))
-        _run_owned(module, name, settings)
+        _run_owned(flow, settings)
 
 
-def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
+def _run_owned(flow: Flow, settings: FlowSettings) -> None:
     """:func:`run_command` once this process owns the recovery directory."""
     recovery, epoch_interval, resumed_from = None, None, None
     if settings.checkpointing is None:
@@ -111,29 +110,30 @@ def _run_owned(module: FlowModule, name: str, settings: FlowSettings) -> None:
         status = f"starting fresh with checkpoints in {where}"
         if resumed_from is not None:
             status = f"resuming from epoch {resumed_from} in {where}"
+    name = flow.name
     progress = Progress(f"run {name}")
     with _stop_on_signals() as stop:
-        flow = module.build_flow(replace(settings, stop=stop), progress)  # checks the definition
+        dataflow = flow.build(replace(settings, stop=stop), progress)  # checks the definition
         if resumed_from is None:
-            _refuse_earlier_output(settings.out, module.TABLES)
+            _refuse_earlier_output(settings.out, flow.tables)
         print(f"run {name}: {status}", file=sys.stderr)
         try:
-            run_dataflow(flow, settings.workers, epoch_interval, recovery, settings.processes)
+            run_dataflow(dataflow, settings.workers, epoch_interval, recovery, settings.processes)
         finally:  # the last epochs' files wait for their snapshots, durable by now
-            for table in module.TABLES:
+            for table in flow.tables:
                 _publish_last_rolls(settings.out / table)
     if stop.is_set():
         _report_stop(name, settings, progress)
     elif settings.bounded and resumed_from is not None and progress.count == 0:
         progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
     else:
-        progress.finish(_summary(module, settings))
+        progress.finish(_summary(flow, settings))
 
 
-def _supervise(module: FlowModule, name: str, settings: FlowSettings) -> None:
+def _supervise(flow: Flow, settings: FlowSettings) -> None:
     """Run the flow as ``settings.processes.spawn`` local processes, each this command
     again; one line of progress for them all."""
-    count = settings.processes.spawn
+    name, count = flow.name, settings.processes.spawn
     print(f"run {name}: starting {count} processes of one run", file=sys.stderr)
     progress = Progress(f"run {name}")
     with _stop_on_signals() as stop:
@@ -141,7 +141,7 @@ def _supervise(module: FlowModule, name: str, settings: FlowSettings) -> None:
     if stop.is_set():
         _report_stop(name, settings, progress)
     else:
-        progress.finish(_summary(module, settings))
+        progress.finish(_summary(flow, settings))
 
 
 def _publish_last_rolls(table_dir: Path) -> None:
@@ -152,9 +152,9 @@ def _publish_last_rolls(table_dir: Path) -> None:
             publish_committed_rolls(table_dir)
 
 
-def _summary(module: FlowModule, settings: FlowSettings) -> str:
+def _summary(flow: Flow, settings: FlowSettings) -> str:
     """Rows written per table, and messages lost to gaps if any."""
-    written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in module.TABLES)
+    written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in flow.tables)
     missing = column_sum(settings.out / GAPS_TABLE, "missing")
     lost = (
         f"; {missing:,} messages were deleted from Kafka before they were read" if missing else ""

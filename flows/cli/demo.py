@@ -13,7 +13,6 @@ import pyarrow.dataset as ds
 
 from flows import analytics, monitoring
 from flows.cli.commands import produce_command, run_command
-from flows.registry import FlowModule
 from flows.runtime.settings import DemoSettings, FlowSettings, ProduceSettings
 from sinks.parquet_files import count_rows
 from sources.broker import DEFAULT_TOPICS, EmbeddedBroker
@@ -56,16 +55,12 @@ def run_demo(settings: DemoSettings) -> None:
                 event_rate=DEMO_EVENT_RATES[generator.name],
             )
             produce_command(target, kind_settings)
-        flows: tuple[tuple[int, str, FlowModule], ...] = (
-            (3, "monitoring", monitoring),
-            (4, "analytics", analytics),
-        )
-        for step, name, module in flows:
-            _step(step, f"running the {name} flow (bounded) into Parquet")
-            for table in module.TABLES:
+        for step, flow in ((3, monitoring.FLOW), (4, analytics.FLOW)):
+            _step(step, f"running the {flow.name} flow (bounded) into Parquet")
+            for table in flow.tables:
                 shutil.rmtree(settings.out / table, ignore_errors=True)
-            flow_settings = FlowSettings(target, module.DEFAULT_TOPIC, settings.out, bounded=True)
-            run_command(module, name, flow_settings)
+            flow_settings = FlowSettings(target, flow.default_topic, settings.out, bounded=True)
+            run_command(flow, flow_settings)
     _step(5, "stopped the broker; results:")
     print(describe_output(settings.out))
 

@@ -32,7 +32,7 @@ from flows.cli.options import (
     runtime_options,
     state_file_option,
 )
-from flows.registry import flow_module
+from flows.registry import resolve_flow
 from flows.runtime.settings import DemoSettings, ProduceSettings, Runtime
 from sources.broker import (
     DEFAULT_TOPICS,
@@ -284,15 +284,15 @@ def run(
 ) -> None:
     """Run flow NAME (monitoring, analytics, or a pipeline file NAME.toml) reading
     Kafka and writing Parquet."""
-    flow = flow_module(name)
+    flow = resolve_flow(name)
     settings = runtime.settings(
-        topic or flow.DEFAULT_TOPIC,
+        topic or flow.default_topic,
         window_s=window,
         slide_s=slide,
         session_gap_s=session_gap,
         lateness_s=lateness,
     )
-    run_command(flow, name, settings)
+    run_command(flow, settings)
 
 
 @cli.command()

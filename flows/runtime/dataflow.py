@@ -1,14 +1,17 @@
-"""What every flow shares: Kafka in, dead letters and late rows out, one sink per table."""
+"""What every flow shares: a source in (Kafka by default), dead letters and late rows
+out, one sink per table (Parquet by default)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import bytewax.operators as op
 import pyarrow as pa
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
 
 from common.progress import Progress, note
 from common.units import micros
@@ -30,6 +33,41 @@ from sources.decode import JsonDecoder
 from sources.event_time import TimeGuard
 from sources.kafka_source import KafkaBatchSource, ReadOptions
 
+SourceFactory = Callable[
+    [FlowSettings, JsonDecoder, ReadOptions, Progress | None], Source[DecodedBatch]
+]
+"""Makes a flow's source: batches of its topic, decoded with the decoder given."""
+SinkFactory = Callable[[Path, pa.Schema, str, FlowSettings], ParquetTableSink]
+"""Makes the sink of one table: its directory, schema and time column."""
+
+
+def kafka_source(
+    settings: FlowSettings, decoder: JsonDecoder, options: ReadOptions, progress: Progress | None
+) -> Source[DecodedBatch]:
+    """The flow's topic on its Kafka cluster, one bytewax partition per Kafka partition."""
+    return KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
+
+
+def parquet_sink(
+    table_dir: Path, schema: pa.Schema, time_column: str, settings: FlowSettings
+) -> ParquetTableSink:
+    """Parquet files under ``table_dir``, committed with the run's checkpoints."""
+    checkpointing = settings.checkpointing
+    directory = None if checkpointing is None else checkpointing.directory
+    return ParquetTableSink(table_dir, schema, time_column, settings.rolling, directory)
+
+
+@dataclass(frozen=True)
+class FlowIO:
+    """Where a flow's batches come from and where its tables go: Kafka and Parquet,
+    unless a test (``bytewax.testing.TestingSource``) or an embedding program says
+    otherwise."""
+
+    source: SourceFactory = kafka_source
+    sink: SinkFactory = parquet_sink
+
+
+KAFKA_TO_PARQUET = FlowIO()
 SOURCE_STEP = "kafka"
 LATE_TABLE = "late"
 SHARED_TABLES = (LATE_TABLE, DEAD_LETTER_TABLE, GAPS_TABLE)
@@ -44,6 +82,7 @@ class Pipeline:
     flow: Dataflow
     tables: dict[str, Windowed]
     settings: FlowSettings
+    io: FlowIO
     signals: Stream[tuple[str, SinkItem]]
     """For every sink partition: END_OF_INPUT whenever a source partition ends, and a
     TICK at most every :data:`TICK_INTERVAL_S` per process while batches come."""
@@ -56,14 +95,7 @@ class Pipeline:
         time_column: str = "window_start",
     ) -> None:
         """Write keyed ``rows`` exactly once to ``out/<table>/`` with the fixed ``schema``."""
-        checkpointing = self.settings.checkpointing
-        sink = ParquetTableSink(
-            self.settings.out / table,
-            schema,
-            time_column,
-            self.settings.rolling,
-            None if checkpointing is None else checkpointing.directory,
-        )
+        sink = self.io.sink(self.settings.out / table, schema, time_column, self.settings)
         placed = op.flat_map(f"{table}_by_directory", rows, sink.route)
         op.output(table, op.merge(f"{table}_with_signals", placed, self.signals), sink)
 
@@ -102,8 +134,10 @@ def build_pipeline(
     decoder: JsonDecoder,
     specs: Sequence[TableSpec],
     progress: Progress | None,
+    io: FlowIO = KAFKA_TO_PARQUET,
 ) -> Pipeline:
-    """Source, dead letters, every table of ``specs`` and the late table, all written."""
+    """Source, dead letters, every table of ``specs`` and the late table, all written
+    (where ``io`` says)."""
     resumed = _resume_point(name, settings, decoder.time_field, specs)
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
@@ -116,10 +150,9 @@ def build_pipeline(
         settings.on_gap,
         resumed.execution,
     )
-    source = KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
-    batches = op.input(SOURCE_STEP, flow, source)
+    batches = op.input(SOURCE_STEP, flow, io.source(settings, decoder, options, progress))
     signals = op.flat_map("sink_signals", batches, _Signals())
-    pipeline = Pipeline(flow, {}, settings, signals)
+    pipeline = Pipeline(flow, {}, settings, io, signals)
     dead = op.flat_map("dead", batches, _dead_letters)
     pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
     gaps = op.flat_map("gap_rows", batches, _gaps)

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
-from flows.pipelines.flow import WINDOWS_TABLE, PipelineFlow
+from flows.pipelines.flow import WINDOWS_TABLE, pipeline_flow
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
 from sinks.parquet_files import count_rows
@@ -96,8 +96,8 @@ def assert_windows_match(out: Path, events: list[dict[str, Any]], window: str) -
 def test_windows_equal_the_batch_oracle(
     broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path, window: str
 ) -> None:
-    flow = PipelineFlow(pipeline(topic, window))
-    run_dataflow(flow.build_flow(FlowSettings(broker.target, topic, tmp_path, bounded=True)))
+    flow = pipeline_flow(pipeline(topic, window))
+    run_dataflow(flow.build(FlowSettings(broker.target, topic, tmp_path, bounded=True)))
     assert_windows_match(tmp_path, events, window)
     assert count_rows(tmp_path / "late") == count_rows(tmp_path / "dead_letter") == 0
 

@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
-from flows.pipelines.flow import WINDOWS_TABLE, PipelineFlow
+from flows.pipelines.flow import WINDOWS_TABLE, pipeline_flow
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
 from tests.conftest import Broker, NewTopic
@@ -49,8 +49,8 @@ def run(
     table = aggregation_config(
         WINDOWS_TABLE, ["req.svc"], ["v"], ["count", "sum"], window_spec(3600.0, None, None)
     )
-    flow = PipelineFlow(PipelineConfig(topic, "t", (table,), **options))
-    run_dataflow(flow.build_flow(FlowSettings(broker.target, topic, out, bounded=True)))
+    flow = pipeline_flow(PipelineConfig(topic, "t", (table,), **options))
+    run_dataflow(flow.build(FlowSettings(broker.target, topic, out, bounded=True)))
     rows = ds.dataset(out / WINDOWS_TABLE).to_table().to_pylist()
     dead = ds.dataset(out / "dead_letter").to_table().to_pylist()
     return {row["req.svc"]: row for row in rows}, {d["value"]: d["error"] for d in dead}

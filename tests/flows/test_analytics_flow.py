@@ -9,14 +9,16 @@ from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
+from bytewax.testing import cluster_main, run_main
 
 from flows import analytics
-from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
 from sinks.parquet_files import count_rows
 from sources.generators import AnalyticsGenerator
+from sources.target import KafkaTarget
 from tests.conftest import Broker
 from tests.flows import oracle
+from tests.flows.testing_io import generated, memory_io
 from tests.helpers import eventlake, produce_events, read_topic
 
 EVENTS = 15_000
@@ -28,11 +30,14 @@ GAP_US = round(analytics.DEFAULT_SESSION_GAP_S * oracle.MICROS_PER_S)
 def shop_topic(broker: Broker) -> str:
     """A topic with seeded analytics events spanning about 20 minutes of event time."""
     topic = broker.new_topic("analytics-flow", partitions=4)
-    generator = AnalyticsGenerator(
+    produce_events(broker.target, topic, _generator(), EVENTS)
+    return topic
+
+
+def _generator() -> AnalyticsGenerator:
+    return AnalyticsGenerator(
         seed=5, start=datetime(2024, 5, 1, 9, tzinfo=UTC), events_per_second=12.0
     )
-    produce_events(broker.target, topic, generator, EVENTS)
-    return topic
 
 
 def _purchases(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,8 +103,8 @@ def assert_sessions_match(out: Path, events: list[dict[str, Any]]) -> None:
         assert oracle.micros(got["window_end"]) == max(e["_us"] for e in members) + GAP_US
 
 
-def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
-    events = oracle.parse_events(read_topic(broker.target, topic), ("user_id", "event_type"))
+def assert_matches_oracle(out: Path, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    events = oracle.parse_events(messages, ("user_id", "event_type"))
     assert len(events) == EVENTS
     assert_revenue_matches(out, events)
     assert_sessions_match(out, events)
@@ -109,15 +114,19 @@ def assert_matches_oracle(out: Path, broker: Broker, topic: str) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_flow_in_process_matches_oracle(
-    broker: Broker, shop_topic: str, tmp_path: Path, workers: int
-) -> None:
+def test_flow_on_a_testing_source_matches_oracle(tmp_path: Path, workers: int) -> None:
+    """No broker: the dataflow under bytewax's run_main, or cluster_main with 2 workers."""
+    partitions = generated(_generator(), EVENTS, 4)
     settings = FlowSettings(
-        broker.target, shop_topic, tmp_path, bounded=True, workers=workers,
+        KafkaTarget("unused:9092"), "testing", tmp_path, bounded=True,
         window_s=WINDOW_S, slide_s=SLIDE_S,
     )  # fmt: skip
-    run_dataflow(analytics.build_flow(settings), workers)
-    assert_matches_oracle(tmp_path, broker, shop_topic)
+    flow = analytics.build_flow(settings, io=memory_io(partitions))
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    assert_matches_oracle(tmp_path, [(None, value) for part in partitions for value in part])
 
 
 def test_cli_run_as_os_process_matches_oracle(
@@ -128,7 +137,7 @@ def test_cli_run_as_os_process_matches_oracle(
         "--window", "10m", "--slide", "5m", "--brokers", broker.target.bootstrap_servers,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert_matches_oracle(tmp_path, broker, shop_topic)
+    assert_matches_oracle(tmp_path, read_topic(broker.target, shop_topic))
 
 
 def test_slide_larger_than_window_is_refused(

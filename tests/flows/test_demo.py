@@ -16,6 +16,8 @@ from flows import monitoring
 from sources.connection import list_topics
 from sources.target import KafkaTarget
 
+pytestmark = pytest.mark.integration  # starts brokers of its own
+
 
 def test_demo_runs_end_to_end_and_leaves_readable_parquet(tmp_path: Path) -> None:
     out = tmp_path / "demo-output"

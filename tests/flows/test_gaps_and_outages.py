@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sources.broker import EmbeddedBroker
@@ -25,6 +26,8 @@ from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 from tests.conftest import Broker, NewTopic
 from tests.helpers import READ_TIMEOUT_S, cli_process, eventlake, produce_raw, run_with_kills
+
+pytestmark = pytest.mark.integration  # starts brokers of its own
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 BEFORE_GAP = 20_000

@@ -1,4 +1,5 @@
-"""The monitoring flow end to end: embedded broker → bytewax → Parquet, against a numpy oracle."""
+"""The monitoring flow against a numpy oracle: on a testing source, and end to end (embedded
+broker → bytewax → Parquet)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from typing import Any
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from bytewax.testing import cluster_main, run_main
 
 from flows import monitoring
 from flows.alerts import AlertRules
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
 from sources.generators import MonitoringGenerator
+from sources.target import KafkaTarget
 from tests.conftest import Broker
 from tests.flows import oracle
+from tests.flows.testing_io import generated, memory_io
 from tests.helpers import cli_process, eventlake, produce_events, produce_raw, read_topic
 
 EVENTS = 20_000
@@ -37,10 +41,7 @@ MALFORMED = [
 def requests_topic(broker: Broker) -> str:
     """A topic with seeded monitoring events plus a few malformed messages."""
     topic = broker.new_topic("monitoring-flow", partitions=4)
-    generator = MonitoringGenerator(
-        seed=11, start=datetime(2024, 5, 1, 13, tzinfo=UTC), events_per_second=40.0
-    )
-    produce_events(broker.target, topic, generator, EVENTS)
+    produce_events(broker.target, topic, _generator(), EVENTS)
     produce_raw(broker.target, topic, MALFORMED)
     return topic
 
@@ -96,13 +97,28 @@ def assert_alerts_match(out: Path, windows: list[dict[str, Any]]) -> None:
     assert any(a["rule"] == "error_rate" and a["service"] == "payments" for a in alerts)
 
 
+def _generator() -> MonitoringGenerator:
+    return MonitoringGenerator(
+        seed=11, start=datetime(2024, 5, 1, 13, tzinfo=UTC), events_per_second=40.0
+    )
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_flow_in_process_matches_oracle(
-    broker: Broker, requests_topic: str, tmp_path: Path, workers: int
-) -> None:
-    settings = FlowSettings(broker.target, requests_topic, tmp_path, bounded=True, workers=workers)
-    run_dataflow(monitoring.build_flow(settings), workers)
-    assert_matches_oracle(tmp_path, broker, requests_topic)
+def test_flow_on_a_testing_source_matches_oracle(tmp_path: Path, workers: int) -> None:
+    """No broker: the dataflow under bytewax's run_main, or cluster_main with 2 workers."""
+    partitions = generated(_generator(), EVENTS, 4)
+    for index, value in enumerate(MALFORMED):
+        partitions[index % 4].append(value)
+    settings = FlowSettings(KafkaTarget("unused:9092"), "testing", tmp_path, bounded=True)
+    flow = monitoring.build_flow(settings, io=memory_io(partitions))
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    rows = assert_windows_match(tmp_path, [(None, value) for part in partitions for value in part])
+    dead = ds.dataset(tmp_path / "dead_letter").to_table()
+    assert sorted(dead["value"].to_pylist()) == sorted(MALFORMED)
+    assert sum(row["count"] for row in rows) == EVENTS
 
 
 def test_cli_run_as_os_process_matches_oracle(

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from flows import analytics, monitoring
-from flows.registry import flow_module
+from flows.registry import resolve_flow
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
 from sinks.faults import MOMENTS
@@ -86,7 +86,7 @@ def prepared(
     produce_events(broker.target, topic, case.generator, case.events)
     out = tmp_path_factory.mktemp(f"uninterrupted-{case.flow}")
     settings = FlowSettings(broker.target, topic, out, bounded=True)
-    run_dataflow(flow_module(case.flow).build_flow(settings))
+    run_dataflow(resolve_flow(case.flow).build(settings))
     return Prepared(case, topic, out)
 
 
@@ -169,7 +169,7 @@ def test_sigkilled_runs_resume_to_exactly_the_uninterrupted_output(
 def _compact_every_table(prepared: Prepared, out: Path) -> str:
     """``eventlake compact`` on each table of the flow; their stderr, joined."""
     outputs = []
-    for table in flow_module(prepared.case.flow).TABLES:
+    for table in resolve_flow(prepared.case.flow).tables:
         compacted = eventlake("compact", str(out / table))
         assert compacted.returncode == 0, compacted.stderr
         outputs.append(compacted.stderr)

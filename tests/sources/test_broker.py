@@ -23,6 +23,8 @@ from sources.topics import TopicSpec
 from tests.conftest import Broker, NewTopic
 from tests.helpers import cli_process, eventlake, read_topic
 
+pytestmark = pytest.mark.integration  # starts brokers of its own
+
 
 def test_messages_round_trip_between_real_clients(broker: Broker, new_topic: NewTopic) -> None:
     topic = new_topic(partitions=3)

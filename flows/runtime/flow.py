@@ -1,0 +1,41 @@
+"""A flow as a value: its name, what it reads and writes, and how to build it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bytewax.dataflow import Dataflow
+
+from common.progress import Progress
+from flows.runtime.dataflow import KAFKA_TO_PARQUET, FlowIO
+from flows.runtime.settings import FlowSettings
+
+
+class BuildFlow(Protocol):
+    """Builds a flow's dataflow from validated settings."""
+
+    def __call__(
+        self,
+        settings: FlowSettings,
+        progress: Progress | None = None,
+        io: FlowIO = KAFKA_TO_PARQUET,
+    ) -> Dataflow:
+        """The dataflow reading and writing where ``io`` says; ConfigError if ``settings``
+        contradict the run's checkpoint or the tables already under ``settings.out``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What ``eventlake run`` needs to run a flow; built-in flows, pipeline files and
+    ``eventlake aggregate`` all make one (see :mod:`flows.registry`)."""
+
+    name: str
+    """Its name in progress lines and messages."""
+    default_topic: str
+    """The topic it reads when ``--topic`` is not given."""
+    tables: tuple[str, ...]
+    """Every table it writes, as directory names under ``--out``."""
+    build: BuildFlow
+    """Builds its dataflow."""
