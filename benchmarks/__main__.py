@@ -92,7 +92,9 @@ def _consume_loop(target: KafkaTarget, topic: str, count: int, aggregate: bool) 
 
 def _flow(flow: Flow, target: KafkaTarget, topic: str, workers: int) -> float:
     with tempfile.TemporaryDirectory() as out:
-        settings = FlowSettings(target, topic, Path(out), bounded=True, workers=workers)
+        settings = FlowSettings(
+            target=target, topic=topic, out=Path(out), bounded=True, workers=workers
+        )
         return _timed(lambda: run_dataflow(flow.build(settings), workers))
 
 

@@ -19,7 +19,7 @@ PROGRESS_FORMAT_ENV = "EVENTLAKE_PROGRESS_FORMAT"
 
 def note(line: str, stream: IO[str] | None = None) -> None:
     """Print ``line`` on a line of its own (on stderr by default), above a progress
-    line being updated."""
+    line being updated. Diagnostics go through :mod:`common.log` instead."""
     stream = stream or sys.stderr
     stream.write(f"\r\033[K{line}\n" if stream.isatty() else f"{line}\n")
     stream.flush()

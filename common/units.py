@@ -61,6 +61,14 @@ def percent_label(quantile: float) -> str:
     return f"p{label}"
 
 
+def shown_size(size: int) -> str:
+    """A byte size as ``--help`` shows it: ``128MB``, ``512KB``, ``1000`` bytes."""
+    for unit in "tgmk":
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit.upper()}B"
+    return str(size)
+
+
 def parse_size(text: str) -> int:
     """Parse ``text`` into a positive number of bytes; bare numbers are bytes.
 

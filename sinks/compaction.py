@@ -42,7 +42,8 @@ from sinks.table_sink import (
     read_sink_marker,
 )
 
-DEFAULT_TARGET_SIZE = 128 * 2**20
+DEFAULT_TARGET_SIZE = RollingPolicy.max_bytes
+"""Compacted files are about as large as the largest files a run cuts."""
 _STAGING_SUFFIX = ".compacting"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from common.errors import EventlakeError
-from common.progress import note
+from common.log import LOGGER
 
 LOCK_NAME = ".eventlake.lock"
 
@@ -41,7 +41,7 @@ def hold_for_writing(table_dir: Path) -> IO[str]:
     table_dir.mkdir(parents=True, exist_ok=True)
     lock = (table_dir / LOCK_NAME).open("a")
     if not lock_now(lock, fcntl.LOCK_SH):
-        note(f"waiting for the compaction of {table_dir} to finish")
+        LOGGER.info("waiting for the compaction of %s to finish", table_dir)
         fcntl.flock(lock, fcntl.LOCK_SH)
     return lock
 

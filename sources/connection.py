@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from common.errors import ConfigError
-from common.progress import note
+from common.log import LOGGER
 from sources.broker import create_topic, read_state
 from sources.target import DEFAULT_BROKER_TIMEOUT_S, KafkaTarget
 from sources.topics import TopicSpec
@@ -79,10 +79,10 @@ def patiently(target: KafkaTarget, call: Callable[[float], T], timeout_s: float 
                     f"({reason}); check --brokers, start `eventlake broker`, or wait longer "
                     "with --broker-timeout"
                 ) from err
-            note(
-                f"Kafka at {target.bootstrap_servers} does not answer ({reason}); "
-                f"retrying for {left:.0f}s more (--broker-timeout)"
-            )
+            LOGGER.warning(
+                "Kafka at %s does not answer (%s); retrying for %.0fs more (--broker-timeout)",
+                target.bootstrap_servers, reason, left,
+            )  # fmt: skip
             time.sleep(min(RETRY_PAUSE_S, left))
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from common.errors import GapError
-from common.progress import note
+from common.log import LOGGER
 
 OnGap = Literal["continue", "fail"]
 ON_GAP_CHOICES: tuple[OnGap, ...] = ("continue", "fail")
@@ -45,7 +45,7 @@ class OutageReport:
         self,
         servers: str,
         clock: Callable[[], float] = time.monotonic,
-        say: Callable[[str], None] = note,
+        say: Callable[[str], None] = LOGGER.warning,
     ) -> None:
         self._servers = servers
         self._clock = clock
@@ -111,11 +111,11 @@ class PartitionWatch:
         now = len(metadata.topics[self._topic].partitions)
         if now > self._partitions:
             self._said = True
-            note(
-                f"topic {self._topic} now has {now} partitions, {self._partitions} when this "
-                "run started: stop it (Ctrl-C) and run the same command again to read the new "
-                "ones from their start"
-            )
+            LOGGER.warning(
+                "topic %s now has %s partitions, %s when this run started: stop it (Ctrl-C) "
+                "and run the same command again to read the new ones from their start",
+                self._topic, now, self._partitions,
+            )  # fmt: skip
 
 
 def gap_row(

@@ -3,7 +3,7 @@
 Each Kafka partition is one bytewax source partition. Every ``next_batch``
 hands the flow one :class:`DecodedBatch` (all messages of one consume call,
 decoded with Arrow) instead of one item per message: per-message overhead in
-bytewax is what limits throughput (see DESIGN.md). The partition's state, the
+bytewax is what limits throughput. The partition's state, the
 next offset and the largest event time seen, is part of bytewax snapshots, so
 a resumed run continues with the same offsets and the same watermark.
 """
@@ -19,7 +19,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from common.errors import BrokerError
-from common.progress import Progress, note
+from common.log import LOGGER
+from common.progress import Progress
 from sources.batches import DecodedBatch, RawBatch
 from sources.connection import patiently, require_topic
 from sources.consumer_config import consumer_config
@@ -271,10 +272,11 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         if self._on_gap == "fail":
             raise gap_error(topic, partition, expected, first_available)
         self._gaps.append(gap_row(topic, partition, expected, first_available, datetime.now(UTC)))
-        note(
-            f"gap: offsets {expected:,}..{first_available - 1:,} of {topic}[{partition}] were "
-            f"deleted before they were read; recorded in the gaps table, reading on"
-        )
+        LOGGER.warning(
+            "gap: offsets %s..%s of %s[%s] were deleted before they were read; recorded in "
+            "the gaps table, reading on", f"{expected:,}", f"{first_available - 1:,}", topic,
+            partition,
+        )  # fmt: skip
         if self._progress is not None and self._stop_at is not None:
             self._progress.expect(expected - first_available)
         self._position = replace(self._position, next_offset=first_available)

@@ -11,7 +11,7 @@ from flows.cli.options import Duration, env_option, runtime_options
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
 from flows.pipelines.files import load_pipeline
 from flows.pipelines.flow import WINDOWS_TABLE, pipeline_flow
-from flows.runtime.settings import Runtime
+from flows.runtime.settings import FlowSettings, Runtime
 from sources.flexible_decode import TIME_FORMATS, FlexibleTimeFormat
 
 
@@ -79,7 +79,7 @@ def _names(text: str | None) -> list[str]:
     "--lateness",
     env="AGG_LATENESS",
     type=Duration(),
-    default=5.0,
+    default=FlowSettings.lateness_s,
     help="How far the watermark trails the slowest partition; older events go to late/.",
 )
 @env_option(

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from common.errors import BrokerError, ConfigError, InterruptedRunError
+from common.log import LOGGER
 from common.progress import Progress
 from flows.runtime.checkpoints import owned, prepare
 from flows.runtime.flow import Flow
@@ -73,11 +74,10 @@ def _generator_options(settings: ProduceSettings) -> dict[str, float]:
 def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
     """Data loss in the topic is an error on the embedded broker, a warning elsewhere."""
     if not target.embedded:
-        print(
-            f"warning: the cluster deleted the {dropped:,} oldest messages of {topic!r} while "
-            "producing (retention); readers starting now will not see them",
-            file=sys.stderr,
-        )
+        LOGGER.warning(
+            "warning: the cluster deleted the %s oldest messages of %r while producing "
+            "(retention); readers starting now will not see them", f"{dropped:,}", topic,
+        )  # fmt: skip
         return
     raise BrokerError(
         f"the embedded broker dropped the {dropped:,} oldest messages of {topic!r}: it keeps "
@@ -116,7 +116,7 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
         dataflow = flow.build(replace(settings, stop=stop), progress)  # checks the definition
         if resumed_from is None:
             _refuse_earlier_output(settings.out, flow.tables)
-        print(f"run {name}: {status}", file=sys.stderr)
+        LOGGER.info("run %s: %s", name, status)
         try:
             run_dataflow(dataflow, settings.workers, epoch_interval, recovery, settings.processes)
         finally:  # the last epochs' files wait for their snapshots, durable by now
@@ -134,7 +134,7 @@ def _supervise(flow: Flow, settings: FlowSettings) -> None:
     """Run the flow as ``settings.processes.spawn`` local processes, each this command
     again; one line of progress for them all."""
     name, count = flow.name, settings.processes.spawn
-    print(f"run {name}: starting {count} processes of one run", file=sys.stderr)
+    LOGGER.info("run %s: starting %s processes of one run", name, count)
     progress = Progress(f"run {name}")
     with _stop_on_signals() as stop:
         Supervisor(count, sys.argv[1:], progress).run(stop)

@@ -59,7 +59,9 @@ def run_demo(settings: DemoSettings) -> None:
             _step(step, f"running the {flow.name} flow (bounded) into Parquet")
             for table in flow.tables:
                 shutil.rmtree(settings.out / table, ignore_errors=True)
-            flow_settings = FlowSettings(target, flow.default_topic, settings.out, bounded=True)
+            flow_settings = FlowSettings(
+                target=target, topic=flow.default_topic, out=settings.out, bounded=True
+            )
             run_command(flow, flow_settings)
     _step(5, "stopped the broker; results:")
     print(describe_output(settings.out))

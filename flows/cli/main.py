@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 
 from common.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
+from common.log import DEFAULT_LOG_LEVEL, LOG_LEVELS, set_log_level
+from common.units import shown_size
 from flows.cli.aggregate import aggregate, validate
 from flows.cli.commands import (
     compact_command,
@@ -33,7 +35,8 @@ from flows.cli.options import (
     state_file_option,
 )
 from flows.registry import resolve_flow
-from flows.runtime.settings import DemoSettings, ProduceSettings, Runtime
+from flows.runtime.settings import DemoSettings, FlowSettings, ProduceSettings, Runtime
+from sinks.compaction import DEFAULT_TARGET_SIZE
 from sources.broker import (
     DEFAULT_TOPICS,
     BrokerState,
@@ -50,8 +53,16 @@ from sources.topics import parse_topic_list, parse_topic_spec
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="eventlake")
-def cli() -> None:
+@env_option(
+    "--log-level",
+    env="LOG_LEVEL",
+    type=click.Choice(LOG_LEVELS),
+    default=DEFAULT_LOG_LEVEL,
+    help="Show diagnostics (resumes, outages, gaps, locks) at this level and above.",
+)
+def cli(log_level: str) -> None:
     """eventlake: windowed aggregations from Kafka to Parquet, on bytewax."""
+    set_log_level(log_level)
 
 
 @cli.group(invoke_without_command=True)
@@ -268,7 +279,7 @@ def produce(
     "--lateness",
     env="LATENESS",
     type=Duration(),
-    default=5.0,
+    default=FlowSettings.lateness_s,
     help="Allowed lateness in seconds or with a unit: the watermark trails the "
     "slowest partition's newest event by this much; older events go to the late table.",
 )
@@ -301,7 +312,7 @@ def run(
     "--target-size",
     env="COMPACT_TARGET_SIZE",
     type=ByteSize(),
-    default="128MB",
+    default=shown_size(DEFAULT_TARGET_SIZE),
     help="Merge files smaller than this into files of about this size (binary units).",
 )
 def compact(table_dir: Path, target_size: int) -> None:

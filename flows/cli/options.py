@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -11,10 +12,10 @@ from typing import Any, TypeVar
 import click
 
 from common.errors import ConfigError
-from common.units import parse_duration, parse_size, shown_duration
+from common.units import parse_duration, parse_size, shown_duration, shown_size
 from flows.runtime.checkpoints import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
 from flows.runtime.runner import Processes, parse_processes
-from flows.runtime.settings import Runtime
+from flows.runtime.settings import RunOptions, Runtime
 from sinks.directories import PARTITION_BY, PartitionBy
 from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
@@ -103,174 +104,180 @@ def _with_options(command: Callable[..., Any], options: list[Callable[[F], F]]) 
     return command
 
 
-def recovery_options(command: Callable[..., Any]) -> Any:
-    """``--recovery-dir`` and the checkpoint intervals, passed to ``command`` as
-    ``checkpointing`` (None without ``--recovery-dir``)."""
+def option_group(
+    into: str, flags: list[Callable[[F], F]], make: Callable[..., Any]
+) -> Callable[[Callable[..., Any]], Any]:
+    """A decorator that adds ``flags`` to a command and passes it, as ``into``, what
+    ``make`` builds of their values (``make``'s parameters are named after the flags)."""
+    names = list(inspect.signature(make).parameters)
 
-    @functools.wraps(command)
-    def with_checkpointing(
-        *args: Any,
-        recovery_dir: Path | None,
-        snapshot_interval: float,
-        backup_interval: float,
-        recovery_partitions: int,
-        **kwargs: Any,
-    ) -> Any:
-        checkpointing = None
-        if recovery_dir is not None:
-            checkpointing = Checkpointing(
-                recovery_dir, snapshot_interval, backup_interval, recovery_partitions
-            )
-        return command(*args, checkpointing=checkpointing, **kwargs)
+    def decorate(command: Callable[..., Any]) -> Any:
+        @functools.wraps(command)
+        def with_group(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            return command(*args, **{into: make(**values)}, **kwargs)
 
-    return _with_options(
-        with_checkpointing,
-        [
-            env_option(
-                "--recovery-dir",
-                env="RECOVERY_DIR",
-                type=click.Path(path_type=Path, file_okay=False),
-                default=None,
-                help="Checkpoint here and resume from here after a crash. [default: no "
-                "checkpoints: a crash loses the run's progress]",
-            ),
-            env_option(
-                "--snapshot-interval",
-                env="SNAPSHOT_INTERVAL",
-                type=Duration(),
-                default=10.0,
-                help="How often state is snapshotted (seconds or with a unit).",
-            ),
-            env_option(
-                "--backup-interval",
-                env="BACKUP_INTERVAL",
-                type=Duration(),
-                default=30.0,
-                help="How long superseded snapshots are kept before cleanup.",
-            ),
-            env_option(
-                "--recovery-partitions",
-                env="RECOVERY_PARTITIONS",
-                type=click.IntRange(min=1),
-                default=DEFAULT_RECOVERY_PARTITIONS,
-                help="Recovery partitions created on first use; at least the total worker "
-                "count you will ever run with.",
-            ),
-        ],
+        return _with_options(with_group, flags)
+
+    return decorate
+
+
+def _checkpointing(
+    recovery_dir: Path | None,
+    snapshot_interval: float,
+    backup_interval: float,
+    recovery_partitions: int,
+) -> Checkpointing | None:
+    """Where and how often to checkpoint; None without ``--recovery-dir``."""
+    if recovery_dir is None:
+        return None
+    return Checkpointing(recovery_dir, snapshot_interval, backup_interval, recovery_partitions)
+
+
+recovery_options = option_group(
+    "checkpointing",
+    [
+        env_option(
+            "--recovery-dir",
+            env="RECOVERY_DIR",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=None,
+            help="Checkpoint here and resume from here after a crash. [default: no "
+            "checkpoints: a crash loses the run's progress]",
+        ),
+        env_option(
+            "--snapshot-interval",
+            env="SNAPSHOT_INTERVAL",
+            type=Duration(),
+            default=Checkpointing.snapshot_interval_s,
+            help="How often state is snapshotted (seconds or with a unit).",
+        ),
+        env_option(
+            "--backup-interval",
+            env="BACKUP_INTERVAL",
+            type=Duration(),
+            default=Checkpointing.backup_interval_s,
+            help="How long superseded snapshots are kept before cleanup.",
+        ),
+        env_option(
+            "--recovery-partitions",
+            env="RECOVERY_PARTITIONS",
+            type=click.IntRange(min=1),
+            default=DEFAULT_RECOVERY_PARTITIONS,
+            help="Recovery partitions created on first use; at least the total worker "
+            "count you will ever run with.",
+        ),
+    ],
+    _checkpointing,
+)
+"""``--recovery-dir`` and the checkpoint intervals, passed as ``checkpointing``."""
+
+
+def _rolling(
+    file_rows: int,
+    file_bytes: int,
+    file_max_age: float,
+    row_group_rows: int,
+    compression: str,
+    partition_by: PartitionBy,
+) -> RollingPolicy:
+    """How output files are cut and written."""
+    return RollingPolicy(
+        file_rows, file_bytes, file_max_age, row_group_rows, compression, partition_by
     )
 
 
-def rolling_options(command: Callable[..., Any]) -> Any:
-    """How output files are cut and written, passed to ``command`` as ``rolling``."""
-
-    @functools.wraps(command)
-    def with_rolling(
-        *args: Any,
-        file_rows: int,
-        file_bytes: int,
-        file_max_age: float,
-        row_group_rows: int,
-        compression: str,
-        partition_by: PartitionBy,
-        **kwargs: Any,
-    ) -> Any:
-        rolling = RollingPolicy(
-            file_rows, file_bytes, file_max_age, row_group_rows, compression, partition_by
-        )
-        return command(*args, rolling=rolling, **kwargs)
-
-    return _with_options(
-        with_rolling,
-        [
-            env_option(
-                "--file-rows",
-                env="FILE_ROWS",
-                type=click.IntRange(min=1),
-                default=RollingPolicy.max_rows,
-                help="Cut an output file once this many rows are buffered.",
-            ),
-            env_option(
-                "--file-bytes",
-                env="FILE_BYTES",
-                type=ByteSize(),
-                default="128MB",
-                help="Cut an output file once its buffered rows take this much memory "
-                "(e.g. 64MB; binary units).",
-            ),
-            env_option(
-                "--file-max-age",
-                env="FILE_MAX_AGE",
-                type=Duration(),
-                default=RollingPolicy.max_age_s,
-                help="Cut an output file once its oldest row has waited this long "
-                "(seconds or a unit).",
-            ),
-            env_option(
-                "--row-group-rows",
-                env="ROW_GROUP_ROWS",
-                type=click.IntRange(min=1),
-                default=RollingPolicy.row_group_rows,
-                help="Rows per Parquet row group.",
-            ),
-            env_option(
-                "--compression",
-                env="COMPRESSION",
-                type=click.Choice(COMPRESSIONS),
-                default=RollingPolicy.compression,
-                help="Parquet compression codec.",
-            ),
-            env_option(
-                "--partition-by",
-                env="PARTITION_BY",
-                type=click.Choice(PARTITION_BY),
-                default=RollingPolicy.partition_by,
-                help="Hive directories of output tables by their time column: date=/ (day), "
-                "date=/hour=/ (hour) or none; fixed for a run's recovery directory.",
-            ),
-        ],
-    )
+rolling_options = option_group(
+    "rolling",
+    [
+        env_option(
+            "--file-rows",
+            env="FILE_ROWS",
+            type=click.IntRange(min=1),
+            default=RollingPolicy.max_rows,
+            help="Cut an output file once this many rows are buffered.",
+        ),
+        env_option(
+            "--file-bytes",
+            env="FILE_BYTES",
+            type=ByteSize(),
+            default=shown_size(RollingPolicy.max_bytes),
+            help="Cut an output file once its buffered rows take this much memory "
+            "(e.g. 64MB; binary units).",
+        ),
+        env_option(
+            "--file-max-age",
+            env="FILE_MAX_AGE",
+            type=Duration(),
+            default=RollingPolicy.max_age_s,
+            help="Cut an output file once its oldest row has waited this long (seconds or a unit).",
+        ),
+        env_option(
+            "--row-group-rows",
+            env="ROW_GROUP_ROWS",
+            type=click.IntRange(min=1),
+            default=RollingPolicy.row_group_rows,
+            help="Rows per Parquet row group.",
+        ),
+        env_option(
+            "--compression",
+            env="COMPRESSION",
+            type=click.Choice(COMPRESSIONS),
+            default=RollingPolicy.compression,
+            help="Parquet compression codec.",
+        ),
+        env_option(
+            "--partition-by",
+            env="PARTITION_BY",
+            type=click.Choice(PARTITION_BY),
+            default=RollingPolicy.partition_by,
+            help="Hive directories of output tables by their time column: date=/ (day), "
+            "date=/hour=/ (hour) or none; fixed for a run's recovery directory.",
+        ),
+    ],
+    _rolling,
+)
+"""How output files are cut and written, passed as ``rolling``."""
 
 
-def cluster_options(command: Callable[..., Any]) -> Any:
-    """``--processes``, or ``--process-id`` and ``--addresses`` of a multi-process run,
-    passed to ``command`` as ``processes``."""
+def _processes(spawn: int, process_id: int | None, addresses: str | None) -> Processes:
+    """This process's place in the run (see :func:`parse_processes`)."""
+    return parse_processes(process_id, addresses, spawn)
 
-    @functools.wraps(command)
-    def with_processes(
-        *args: Any, spawn: int, process_id: int | None, addresses: str | None, **kwargs: Any
-    ) -> Any:
-        return command(*args, processes=parse_processes(process_id, addresses, spawn), **kwargs)
 
-    return _with_options(
-        with_processes,
-        [
-            env_option(
-                "--processes",
-                "spawn",
-                env="PROCESSES",
-                type=click.IntRange(min=1),
-                default=Processes.spawn,
-                help="Start this many local processes of one run (free ports on localhost) "
-                "and supervise them: one fails, all stop.",
-            ),
-            env_option(
-                "-i",
-                "--process-id",
-                env="PROCESS_ID",
-                type=click.IntRange(min=0),
-                default=None,
-                help="This process's index in --addresses (multi-process runs). [default: 0]",
-            ),
-            env_option(
-                "-a",
-                "--addresses",
-                env="ADDRESSES",
-                default=None,
-                help="HOST:PORT of every process of the run, separated by ';', the same "
-                "list in each process (runs over several hosts). [default: a single process]",
-            ),
-        ],
-    )
+cluster_options = option_group(
+    "processes",
+    [
+        env_option(
+            "--processes",
+            "spawn",
+            env="PROCESSES",
+            type=click.IntRange(min=1),
+            default=Processes.spawn,
+            help="Start this many local processes of one run (free ports on localhost) "
+            "and supervise them: one fails, all stop.",
+        ),
+        env_option(
+            "-i",
+            "--process-id",
+            env="PROCESS_ID",
+            type=click.IntRange(min=0),
+            default=None,
+            help="This process's index in --addresses (multi-process runs). [default: 0]",
+        ),
+        env_option(
+            "-a",
+            "--addresses",
+            env="ADDRESSES",
+            default=None,
+            help="HOST:PORT of every process of the run, separated by ';', the same "
+            "list in each process (runs over several hosts). [default: a single process]",
+        ),
+    ],
+    _processes,
+)
+"""``--processes``, or ``--process-id`` and ``--addresses`` of a multi-process run,
+passed as ``processes``."""
 
 
 _RUNTIME_FLAGS: list[Callable[[F], F]] = [
@@ -291,7 +298,7 @@ _RUNTIME_FLAGS: list[Callable[[F], F]] = [
         "--workers",
         env="WORKERS",
         type=click.IntRange(1, 64),
-        default=1,
+        default=RunOptions.workers,
         help="bytewax worker threads in this process.",
     ),
     env_option(
@@ -322,7 +329,7 @@ _RUNTIME_FLAGS: list[Callable[[F], F]] = [
         "--idle-timeout",
         env="IDLE_TIMEOUT",
         type=Duration(),
-        default=30.0,
+        default=RunOptions.idle_timeout_s,
         help="Wall-clock time without messages after which a partition stops holding the "
         "watermark back (unbounded runs only; the one setting that is not deterministic).",
     ),
@@ -337,37 +344,37 @@ _RUNTIME_FLAGS: list[Callable[[F], F]] = [
 """The flags of :func:`runtime_options` itself; the option groups add the rest."""
 
 
+def _runtime(
+    out: Path,
+    bounded: bool,
+    workers: int,
+    max_future: float | None,
+    idle_timeout: float | None,
+    batch_size: int,
+    rolling: RollingPolicy,
+    checkpointing: Checkpointing | None,
+    processes: Processes,
+    brokers: str | None,
+    state_file: Path,
+    on_gap: OnGap,
+    broker_timeout: float,
+) -> Runtime:
+    """The run options; ConfigError if ``--out`` is a file."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a directory")
+    return Runtime(
+        out=out, bounded=bounded, workers=workers, max_future_s=max_future,
+        idle_timeout_s=idle_timeout, batch_size=batch_size, rolling=rolling,
+        checkpointing=checkpointing, processes=processes, on_gap=on_gap, brokers=brokers,
+        state_file=state_file, broker_timeout_s=broker_timeout,
+    )  # fmt: skip
+
+
 def runtime_options(command: Callable[..., Any]) -> Any:
     """Where output goes and how the run goes (workers, files, checkpoints, processes,
     cluster), passed to ``command`` as ``runtime``."""
-
-    @functools.wraps(command)
-    def with_runtime(
-        *args: Any,
-        out: Path,
-        bounded: bool,
-        workers: int,
-        max_future: float | None,
-        idle_timeout: float | None,
-        batch_size: int,
-        rolling: RollingPolicy,
-        checkpointing: Checkpointing | None,
-        processes: Processes,
-        brokers: str | None,
-        state_file: Path,
-        on_gap: OnGap,
-        broker_timeout: float,
-        **kwargs: Any,
-    ) -> Any:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} is a file; pass a directory")
-        runtime = Runtime(
-            brokers, state_file, out, bounded, workers, max_future, idle_timeout,
-            batch_size, rolling, checkpointing, processes, on_gap, broker_timeout,
-        )  # fmt: skip
-        return command(*args, runtime=runtime, **kwargs)
-
-    decorated = _with_options(with_runtime, _RUNTIME_FLAGS)
-    for group in (state_file_option, brokers_option, cluster_options, recovery_options):
+    decorated = option_group("runtime", _RUNTIME_FLAGS, _runtime)(command)
+    groups = (state_file_option, brokers_option, cluster_options, recovery_options)
+    for group in (*groups, rolling_options):
         decorated = group(decorated)
-    return rolling_options(decorated)
+    return decorated

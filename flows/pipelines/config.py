@@ -15,13 +15,13 @@ import pyarrow as pa
 
 from common.errors import ConfigError
 from common.units import micros, parse_duration
-from flows.engine.aggregations import Aggregation, Count, Distinct, Quantiles, Stat, TopK
+from flows.engine.aggregations import STATS, Aggregation, Count, Distinct, Quantiles, Stat, TopK
 from flows.engine.windows import Hopping, Session, Tumbling, WindowSpec
 from flows.pipelines.filters import Filter, parse_filter
 from flows.runtime.dataflow import SHARED_TABLES
+from flows.runtime.settings import FlowSettings
 from sources.flexible_decode import INVALID_VALUES, TIME_FORMATS, FlexibleTimeFormat
 
-STATS = ("sum", "mean", "min", "max", "stddev")
 AGGREGATIONS = ("count", *STATS, "pNN", "distinct[:FIELD]", "topk[:FIELD[:K]]")
 DEFAULT_TOPK = 5
 _QUANTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
@@ -61,7 +61,7 @@ class PipelineConfig:
     time_field: str
     tables: tuple[AggregationConfig, ...]
     time_format: FlexibleTimeFormat = "auto"
-    lateness_s: float = 5.0
+    lateness_s: float = FlowSettings.lateness_s
     strict: bool = False
     """Dead-letter messages whose value fields are not numbers (else count them)."""
 

@@ -13,7 +13,8 @@ import pyarrow as pa
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
-from common.progress import Progress, note
+from common.log import LOGGER
+from common.progress import Progress
 from common.units import micros
 from flows.engine.routing import Windowed, late_schema, windowed
 from flows.engine.tables import TableSpec
@@ -181,5 +182,5 @@ def _resume_point(
         return ResumePoint()
     definition = describe(name, settings, time_field, specs)
     for change in check_definition(checkpointing.directory, definition):
-        note(f"run {name}: {change} since the last run")
+        LOGGER.info("run %s: %s since the last run", name, change)
     return resume_point(checkpointing.directory, f"{name}.{SOURCE_STEP}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,27 +24,15 @@ DEFAULT_ROLLING = RollingPolicy()
 
 
 @dataclass(frozen=True)
-class FlowSettings:
-    """Options shared by every flow run by ``eventlake run``."""
+class RunOptions:
+    """How any flow runs: the options ``run`` and ``aggregate`` share."""
 
-    target: KafkaTarget
-    """The Kafka cluster to read from."""
-    topic: str
-    """The topic holding the flow's input events."""
     out: Path
     """Output directory; each table is written under ``out/<table>/``."""
     bounded: bool
     """Stop at the end offsets present at start, emitting every window."""
     workers: int = 1
     """bytewax worker threads in this process."""
-    window_s: float | None = None
-    """Window length; None means the flow's default."""
-    slide_s: float | None = None
-    """Hop of hopping windows; None means the flow's default."""
-    session_gap_s: float | None = None
-    """Inactivity that ends a session; None means the flow's default."""
-    lateness_s: float = 5.0
-    """Allowed lateness: the watermark trails the slowest partition by this much."""
     max_future_s: float | None = DEFAULT_MAX_FUTURE_S
     """Events further than this ahead of the wall clock are dead letters (None: no limit)."""
     idle_timeout_s: float | None = 30.0
@@ -58,11 +46,29 @@ class FlowSettings:
     """Most messages per batch (one consume call of one partition)."""
     processes: Processes = SINGLE_PROCESS
     """This process's place in a multi-process run."""
-    stop: threading.Event | None = None
-    """Set (by SIGINT/SIGTERM) to end the run cleanly after a last snapshot."""
     on_gap: OnGap = DEFAULT_ON_GAP
     """Offsets deleted before they were read: record them in ``gaps`` and read on
     (``continue``), or stop with a GapError (``fail``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowSettings(RunOptions):
+    """Everything a flow run by ``eventlake run`` or ``aggregate`` is given."""
+
+    target: KafkaTarget
+    """The Kafka cluster to read from."""
+    topic: str
+    """The topic holding the flow's input events."""
+    window_s: float | None = None
+    """Window length; None means the flow's default."""
+    slide_s: float | None = None
+    """Hop of hopping windows; None means the flow's default."""
+    session_gap_s: float | None = None
+    """Inactivity that ends a session; None means the flow's default."""
+    lateness_s: float = 5.0
+    """Allowed lateness: the watermark trails the slowest partition by this much."""
+    stop: threading.Event | None = None
+    """Set (by SIGINT/SIGTERM) to end the run cleanly after a last snapshot."""
 
 
 @dataclass(frozen=True)
@@ -99,53 +105,21 @@ class DemoSettings:
     """Generator seed."""
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """How and where any flow runs: the options ``run`` and ``aggregate`` share."""
+@dataclass(frozen=True, kw_only=True)
+class Runtime(RunOptions):
+    """The shared options of ``run`` and ``aggregate``, and where Kafka is."""
 
     brokers: str | None
     """``--brokers``; None means the running embedded broker."""
     state_file: Path
     """Where the embedded broker records its address."""
-    out: Path
-    """Output directory; each table is written under ``out/<table>/``."""
-    bounded: bool
-    """Stop at the end offsets present at start, emitting every window."""
-    workers: int = 1
-    """bytewax worker threads in this process."""
-    max_future_s: float | None = DEFAULT_MAX_FUTURE_S
-    """See :attr:`FlowSettings.max_future_s`."""
-    idle_timeout_s: float | None = 30.0
-    """See :attr:`FlowSettings.idle_timeout_s`."""
-    batch_size: int = BATCH_SIZE
-    """Most messages per batch."""
-    rolling: RollingPolicy = DEFAULT_ROLLING
-    """When buffered output rows become a Parquet file."""
-    checkpointing: Checkpointing | None = None
-    """Where and how often to snapshot; None runs without fault tolerance."""
-    processes: Processes = SINGLE_PROCESS
-    """This process's place in a multi-process run."""
-    on_gap: OnGap = DEFAULT_ON_GAP
-    """See :attr:`FlowSettings.on_gap`."""
     broker_timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
     """How long to keep trying to reach Kafka at start."""
 
     def settings(self, topic: str, **flow: Any) -> FlowSettings:
         """The settings of a flow reading ``topic``, with its own ``flow`` options
-        (window, lateness, …) and this runtime; BrokerError/ConfigError if no cluster
-        can be found (checked here, after the flow's own options)."""
-        return FlowSettings(
-            target=resolve_target(self.brokers, self.state_file, self.broker_timeout_s),
-            topic=topic,
-            out=self.out,
-            bounded=self.bounded,
-            workers=self.workers,
-            max_future_s=self.max_future_s,
-            idle_timeout_s=self.idle_timeout_s,
-            batch_size=self.batch_size,
-            rolling=self.rolling,
-            checkpointing=self.checkpointing,
-            processes=self.processes,
-            on_gap=self.on_gap,
-            **flow,
-        )
+        (window, lateness, …) and these run options; BrokerError/ConfigError if no
+        cluster can be found (checked here, after the flow's own options)."""
+        run = {option.name: getattr(self, option.name) for option in fields(RunOptions)}
+        target = resolve_target(self.brokers, self.state_file, self.broker_timeout_s)
+        return FlowSettings(target=target, topic=topic, **run, **flow)

@@ -17,7 +17,6 @@ from sources.generators.base import (
     EventGenerator,
     GeneratorConfigError,
     cumulative,
-    epoch_ms,
     epoch_us,
     format_epoch_ms,
     pick,
@@ -55,9 +54,10 @@ class BurstSchedule:
     duration_s: int
     error_rate: float
 
-    def active(self, t: datetime) -> bool:
-        """Whether event time ``t`` (timezone-aware) falls inside a burst."""
-        return (epoch_ms(t) // 1000) % self.period_s < self.duration_s
+    def active(self, epoch_s: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether each event time (whole seconds since the epoch) falls inside a burst."""
+        inside: npt.NDArray[np.bool_] = epoch_s % self.period_s < self.duration_s
+        return inside
 
 
 class MonitoringGenerator(EventGenerator):
@@ -185,7 +185,7 @@ class MonitoringGenerator(EventGenerator):
         second = nominal_ms // 1000
         service = self._tables.service_of[endpoint]
         for index, burst in self._tables.bursts:
-            in_burst = (service == index) & (second % burst.period_s < burst.duration_s)
+            in_burst = (service == index) & burst.active(second)
             server_rate[in_burst] = burst.error_rate
         u = rng.random(CHUNK)
         code = rng.integers(0, len(self.SERVER_ERRORS), CHUNK)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import ConfigError
-from common.units import parse_size
+from common.units import parse_size, shown_size
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,8 @@ def test_valid_sizes(text: str, expected: int) -> None:
 def test_invalid_sizes_name_the_forms(text: str) -> None:
     with pytest.raises(ConfigError, match="size"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("size", [1, 1000, 512 * 2**10, 128 * 2**20, 3 * 2**30, 2**40 + 2**20])
+def test_a_shown_size_parses_back_to_itself(size: int) -> None:
+    assert parse_size(shown_size(size)) == size

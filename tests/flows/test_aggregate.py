@@ -97,7 +97,9 @@ def test_windows_equal_the_batch_oracle(
     broker: Broker, topic: str, events: list[dict[str, Any]], tmp_path: Path, window: str
 ) -> None:
     flow = pipeline_flow(pipeline(topic, window))
-    run_dataflow(flow.build(FlowSettings(broker.target, topic, tmp_path, bounded=True)))
+    run_dataflow(
+        flow.build(FlowSettings(target=broker.target, topic=topic, out=tmp_path, bounded=True))
+    )
     assert_windows_match(tmp_path, events, window)
     assert count_rows(tmp_path / "late") == count_rows(tmp_path / "dead_letter") == 0
 

@@ -50,7 +50,7 @@ def run(
         WINDOWS_TABLE, ["req.svc"], ["v"], ["count", "sum"], window_spec(3600.0, None, None)
     )
     flow = pipeline_flow(PipelineConfig(topic, "t", (table,), **options))
-    run_dataflow(flow.build(FlowSettings(broker.target, topic, out, bounded=True)))
+    run_dataflow(flow.build(FlowSettings(target=broker.target, topic=topic, out=out, bounded=True)))
     rows = ds.dataset(out / WINDOWS_TABLE).to_table().to_pylist()
     dead = ds.dataset(out / "dead_letter").to_table().to_pylist()
     return {row["req.svc"]: row for row in rows}, {d["value"]: d["error"] for d in dead}

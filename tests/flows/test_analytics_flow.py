@@ -118,7 +118,7 @@ def test_flow_on_a_testing_source_matches_oracle(tmp_path: Path, workers: int) -
     """No broker: the dataflow under bytewax's run_main, or cluster_main with 2 workers."""
     partitions = generated(_generator(), EVENTS, 4)
     settings = FlowSettings(
-        KafkaTarget("unused:9092"), "testing", tmp_path, bounded=True,
+        target=KafkaTarget("unused:9092"), topic="testing", out=tmp_path, bounded=True,
         window_s=WINDOW_S, slide_s=SLIDE_S,
     )  # fmt: skip
     flow = analytics.build_flow(settings, io=memory_io(partitions))

@@ -109,7 +109,9 @@ def test_flow_on_a_testing_source_matches_oracle(tmp_path: Path, workers: int) -
     partitions = generated(_generator(), EVENTS, 4)
     for index, value in enumerate(MALFORMED):
         partitions[index % 4].append(value)
-    settings = FlowSettings(KafkaTarget("unused:9092"), "testing", tmp_path, bounded=True)
+    settings = FlowSettings(
+        target=KafkaTarget("unused:9092"), topic="testing", out=tmp_path, bounded=True
+    )
     flow = monitoring.build_flow(settings, io=memory_io(partitions))
     if workers == 1:
         run_main(flow)
@@ -217,7 +219,9 @@ def test_events_beyond_the_lateness_go_to_the_late_table(broker: Broker, tmp_pat
     seconds = [*range(0, 200, 10), 10, 30, 250, 59, 300]  # 10, 30 and 59 arrive after 190
     produce_raw(broker.target, topic, [_request(s, f"t{i}") for i, s in enumerate(seconds)])
     # Batches of 5: the watermark advances between them, as in a live stream.
-    settings = FlowSettings(broker.target, topic, tmp_path, bounded=True, batch_size=5)
+    settings = FlowSettings(
+        target=broker.target, topic=topic, out=tmp_path, bounded=True, batch_size=5
+    )
     run_dataflow(monitoring.build_flow(settings), 1)
 
     late = ds.dataset(tmp_path / "late").to_table().to_pylist()

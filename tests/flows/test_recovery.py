@@ -85,7 +85,7 @@ def prepared(
     topic = broker.new_topic(f"recovery-{case.flow}", partitions=16)
     produce_events(broker.target, topic, case.generator, case.events)
     out = tmp_path_factory.mktemp(f"uninterrupted-{case.flow}")
-    settings = FlowSettings(broker.target, topic, out, bounded=True)
+    settings = FlowSettings(target=broker.target, topic=topic, out=out, bounded=True)
     run_dataflow(resolve_flow(case.flow).build(settings))
     return Prepared(case, topic, out)
 

@@ -65,16 +65,22 @@ def _output(results: list[pa.Array]) -> list[list[Any]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
+def _states(data: list[tuple[int, float | None]]) -> tuple[pa.Table, list[int], list[Any]]:
+    """The rows of ``data`` (group, value), their groups, and the state columns of the
+    groups in sorted order."""
+    groups, values = [g for g, _ in data], [v for _, v in data]
+    table = _table(values)
+    order, bounds = _runs(groups)
+    return table, groups, state_layout(AGGREGATIONS).states(table, order, bounds)
+
+
 @settings(max_examples=40, deadline=None)
 @given(rows)
 def test_states_of_groups_equal_each_group_alone(data: list[tuple[int, float | None]]) -> None:
     if not data:
         return
-    groups, values = [g for g, _ in data], [v for _, v in data]
-    table = _table(values)
-    layout = state_layout(AGGREGATIONS)
-    order, bounds = _runs(groups)
-    got = _output(layout.results(layout.states(table, order, bounds)))
+    table, groups, states = _states(data)
+    got = _output(state_layout(AGGREGATIONS).results(states))
     _assert_rows_equal(got, _one_at_a_time(table, groups))
 
 
@@ -86,14 +92,10 @@ def test_merged_states_equal_the_states_of_the_union(
     """Groups states first, then merged into fewer groups: as if grouped so at once."""
     if not data:
         return
-    groups, values = [g for g, _ in data], [v for _, v in data]
-    table = _table(values)
-    layout = state_layout(AGGREGATIONS)
-    order, bounds = _runs(groups)
-    states = layout.states(table, order, bounds)
-    distinct = sorted(set(groups))
-    target = [merge_into[group] for group in distinct]  # each state's group after merging
+    table, groups, states = _states(data)
+    target = [merge_into[group] for group in sorted(set(groups))]  # each state's new group
     merge_order, merge_bounds = _runs(target)
+    layout = state_layout(AGGREGATIONS)
     got = _output(layout.results(layout.merged(states, merge_order, merge_bounds)))
     _assert_rows_equal(got, _one_at_a_time(table, [merge_into[group] for group in groups]))
 

@@ -1,0 +1,34 @@
+"""Diagnostics go through the eventlake logger; --log-level sets what is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from common.log import DEFAULT_LOG_LEVEL, LOGGER, set_log_level
+from tests.helpers import eventlake
+
+
+@pytest.fixture
+def warnings_only() -> Iterator[None]:
+    set_log_level("warning")
+    yield
+    set_log_level(DEFAULT_LOG_LEVEL)
+
+
+def test_records_below_the_level_are_not_shown(
+    warnings_only: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    LOGGER.info("resuming from epoch 3")
+    LOGGER.warning("Kafka does not answer")
+    assert capsys.readouterr().err == "Kafka does not answer\n"
+
+
+def test_the_log_level_flag_hides_the_retries_but_not_the_error() -> None:
+    unreachable = ["run", "monitoring", "--brokers", "127.0.0.1:1", "--broker-timeout", "2s"]
+    shown = eventlake(*unreachable)
+    hidden = eventlake("--log-level", "error", *unreachable)
+    assert shown.returncode == hidden.returncode == 2
+    assert "retrying" in shown.stderr and "retrying" not in hidden.stderr
+    assert "error: cannot reach Kafka at 127.0.0.1:1" in hidden.stderr
