@@ -1,9 +1,10 @@
 """Logging: everything a command says that is not its own output (notes on resumes,
 outages, gaps, locks) goes through the ``eventlake`` logger.
 
-By default records at INFO and above are written to the standard error as bare
-messages, above any progress line being updated; ``--log-level`` (or
-``EVENTLAKE_LOG_LEVEL``) changes the threshold.
+Commands write records at INFO and above to the standard error as bare messages,
+above any progress line being updated (:func:`configure_logging`); ``--log-level``
+(or ``EVENTLAKE_LOG_LEVEL``) changes the threshold. As a library it adds no handler
+but a ``NullHandler``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ class _AboveProgress(logging.Handler):
     progress line (:func:`common.progress.note`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        note(self.format(record))
+        try:
+            note(self.format(record))
+        except Exception:
+            self.handleError(record)
 
 
-def set_log_level(level: str) -> None:
-    """Show records at ``level`` (one of :data:`LOG_LEVELS`) and above."""
+def configure_logging(level: str = DEFAULT_LOG_LEVEL) -> None:
+    """What every command does first: show the ``eventlake`` logger's records at
+    ``level`` (one of :data:`LOG_LEVELS`) and above on stderr. A program that embeds a
+    flow configures logging its own way instead."""
+    if not any(isinstance(handler, _AboveProgress) for handler in LOGGER.handlers):
+        LOGGER.addHandler(_AboveProgress())
     LOGGER.setLevel(level.upper())
 
 
-LOGGER.addHandler(_AboveProgress())
-LOGGER.propagate = False
-set_log_level(DEFAULT_LOG_LEVEL)
+LOGGER.addHandler(logging.NullHandler())

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from common.secrets import scrub
+
 _TTY_INTERVAL_S = 0.5
 _LOG_INTERVAL_S = 5.0
 PROGRESS_FORMAT_ENV = "EVENTLAKE_PROGRESS_FORMAT"
@@ -20,7 +22,7 @@ PROGRESS_FORMAT_ENV = "EVENTLAKE_PROGRESS_FORMAT"
 def note(line: str, stream: IO[str] | None = None) -> None:
     """Print ``line`` on a line of its own (on stderr by default), above a progress
     line being updated. Diagnostics go through :mod:`common.log` instead."""
-    stream = stream or sys.stderr
+    stream, line = stream or sys.stderr, scrub(line)
     stream.write(f"\r\033[K{line}\n" if stream.isatty() else f"{line}\n")
     stream.flush()
 
@@ -87,6 +89,7 @@ class Progress:
         return f"{self.label}: {done} {self.unit}, {rate:,.0f} {self.unit}/s"
 
     def _show(self, line: str, final: bool) -> None:
+        line = scrub(line)
         if self._json:
             line = json.dumps({"progress": self.label, "count": self.count, "final": final})
             self._stream.write(line + "\n")

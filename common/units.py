@@ -47,8 +47,11 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def shown_duration(seconds: float) -> str:
-    """A duration as ``--help`` and messages show it: ``1d``, ``5m``, ``30s``, ``0.5s``."""
+def shown_duration(seconds: float | None) -> str:
+    """A duration as ``--help`` and messages show it: ``1d``, ``5m``, ``30s``, ``0.5s``
+    (``none`` for no limit)."""
+    if seconds is None:
+        return "none"
     for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds / size:.0f}{unit}"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from common.errors import ConfigError
 from common.log import LOGGER
 from sources.broker import create_topic, read_state
+from sources.kafka_config import BOOTSTRAP, check_client_settings
 from sources.target import DEFAULT_BROKER_TIMEOUT_S, KafkaTarget
 from sources.topics import TopicSpec
 
@@ -47,19 +49,30 @@ def validate_brokers(brokers: str) -> str:
 
 
 def resolve_target(
-    brokers: str | None, state_file: Path, timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
+    brokers: str | None,
+    state_file: Path,
+    timeout_s: float = DEFAULT_BROKER_TIMEOUT_S,
+    settings: Mapping[str, str] = MappingProxyType({}),
 ) -> KafkaTarget:
-    """The cluster named by ``brokers``, else the running embedded broker, tried for
-    ``timeout_s`` at start.
+    """The cluster named by ``brokers`` (or the ``bootstrap.servers`` of ``settings``),
+    else the running embedded broker, tried for ``timeout_s`` at start; its clients get
+    ``settings`` too.
 
-    Raises :class:`ConfigError` (with :data:`NO_BROKER_HELP`) if neither exists.
+    Raises :class:`ConfigError` (with :data:`NO_BROKER_HELP`) if neither exists, and
+    with librdkafka's reason if ``settings`` are invalid.
     """
-    if brokers:
-        return KafkaTarget(validate_brokers(brokers), timeout_s=timeout_s)
+    check_client_settings(settings)
+    pairs = tuple(sorted(settings.items()))
+    servers = settings.get(BOOTSTRAP)
+    if brokers and servers and validate_brokers(brokers) != servers:
+        raise ConfigError(f"--brokers and {BOOTSTRAP} name different servers; pass one")
+    if brokers or servers:
+        bootstrap = validate_brokers(brokers) if brokers else str(servers)
+        return KafkaTarget(bootstrap, timeout_s=timeout_s, settings=pairs)
     state = read_state(state_file)
     if state is None:
         raise ConfigError(f"{NO_BROKER_HELP} (no running broker recorded in {state_file})")
-    return KafkaTarget(state.bootstrap_servers, state.control_socket, timeout_s)
+    return KafkaTarget(state.bootstrap_servers, state.control_socket, timeout_s, pairs)
 
 
 def patiently(target: KafkaTarget, call: Callable[[float], T], timeout_s: float | None = None) -> T:
@@ -76,14 +89,20 @@ def patiently(target: KafkaTarget, call: Callable[[float], T], timeout_s: float 
             if left <= 0:
                 raise ConfigError(
                     f"cannot reach Kafka at {target.bootstrap_servers} within {patience:.0f}s "
-                    f"({reason}); check --brokers, start `eventlake broker`, or wait longer "
-                    "with --broker-timeout"
+                    f"({reason}); check --brokers{_security_hint(target)}, start `eventlake "
+                    "broker`, or wait longer with --broker-timeout"
                 ) from err
             LOGGER.warning(
                 "Kafka at %s does not answer (%s); retrying for %.0fs more (--broker-timeout)",
                 target.bootstrap_servers, reason, left,
             )  # fmt: skip
             time.sleep(min(RETRY_PAUSE_S, left))
+
+
+def _security_hint(target: KafkaTarget) -> str:
+    """Where to look when the client was told to secure its connections."""
+    keys = [key for key, _ in target.settings if key.startswith(("security.", "sasl.", "ssl."))]
+    return f", the security settings ({', '.join(keys)}: -X, --kafka-config)" if keys else ""
 
 
 def list_topics(target: KafkaTarget, timeout_s: float | None = None) -> dict[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 LIBRDKAFKA_LOG = logging.getLogger("eventlake.librdkafka")
@@ -29,6 +29,9 @@ class KafkaTarget:
     control_socket: str | None = None
     timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
     """How long to keep retrying when the cluster does not answer at start."""
+    settings: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """More librdkafka settings for every client (``-X``, ``--kafka-config``); kept out
+    of the repr, for they may hold credentials."""
 
     @property
     def embedded(self) -> bool:
@@ -37,4 +40,8 @@ class KafkaTarget:
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings every eventlake client starts from."""
-        return {"bootstrap.servers": self.bootstrap_servers, "logger": LIBRDKAFKA_LOG}
+        return {
+            **dict(self.settings),
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": LIBRDKAFKA_LOG,
+        }

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from common.units import shown_duration
 from flows.cli.commands import run_command
-from flows.cli.options import Duration, env_option, runtime_options
+from flows.cli.options import runtime_options
+from flows.cli.params import Duration, env_option
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
 from flows.pipelines.files import load_pipeline
 from flows.pipelines.flow import WINDOWS_TABLE, pipeline_flow
@@ -79,7 +81,7 @@ def _names(text: str | None) -> list[str]:
     "--lateness",
     env="AGG_LATENESS",
     type=Duration(),
-    default=FlowSettings.lateness_s,
+    default=shown_duration(FlowSettings.lateness_s),
     help="How far the watermark trails the slowest partition; older events go to late/.",
 )
 @env_option(

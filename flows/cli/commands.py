@@ -18,6 +18,7 @@ import pyarrow as pa
 from common.errors import BrokerError, ConfigError, InterruptedRunError
 from common.log import LOGGER
 from common.progress import Progress
+from common.secrets import scrub
 from flows.runtime.checkpoints import owned, prepare
 from flows.runtime.flow import Flow
 from flows.runtime.runner import run_dataflow
@@ -259,4 +260,4 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def echo_error(message: str) -> None:
     """Print an error the way every command does."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {scrub(message)}", file=sys.stderr)

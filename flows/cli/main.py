@@ -8,14 +8,17 @@ Every flag can also be set with the ``EVENTLAKE_*`` environment variable that
 from __future__ import annotations
 
 import sys
+import traceback
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 
 import click
 
 from common.errors import BrokerError, ConfigError, EventlakeError, InterruptedRunError
-from common.log import DEFAULT_LOG_LEVEL, LOG_LEVELS, set_log_level
-from common.units import shown_size
+from common.log import DEFAULT_LOG_LEVEL, LOG_LEVELS, configure_logging
+from common.secrets import scrub
+from common.units import shown_duration, shown_size
 from flows.cli.aggregate import aggregate, validate
 from flows.cli.commands import (
     compact_command,
@@ -25,15 +28,8 @@ from flows.cli.commands import (
     run_command,
 )
 from flows.cli.demo import run_demo
-from flows.cli.options import (
-    ByteSize,
-    Duration,
-    UtcTime,
-    brokers_option,
-    env_option,
-    runtime_options,
-    state_file_option,
-)
+from flows.cli.options import brokers_option, kafka_options, runtime_options, state_file_option
+from flows.cli.params import ByteSize, Duration, UtcTime, env_option
 from flows.registry import resolve_flow
 from flows.runtime.settings import DemoSettings, FlowSettings, ProduceSettings, Runtime
 from sinks.compaction import DEFAULT_TARGET_SIZE
@@ -62,7 +58,7 @@ from sources.topics import parse_topic_list, parse_topic_spec
 )
 def cli(log_level: str) -> None:
     """eventlake: windowed aggregations from Kafka to Parquet, on bytewax."""
-    set_log_level(log_level)
+    configure_logging(log_level)
 
 
 @cli.group(invoke_without_command=True)
@@ -224,6 +220,7 @@ def _switch_broker(
     help="Partitions of the topic if it must be created (embedded broker only).",
 )
 @brokers_option
+@kafka_options
 @state_file_option
 def produce(
     kind: str,
@@ -237,10 +234,11 @@ def produce(
     disorder: float | None,
     partitions: int,
     brokers: str | None,
+    kafka: dict[str, str],
     state_file: Path,
 ) -> None:
     """Send synthetic KIND events (monitoring or analytics) to Kafka."""
-    target = resolve_target(brokers, state_file)
+    target = resolve_target(brokers, state_file, settings=kafka)
     request = ProduceRequest(topic or GENERATORS[kind].default_topic, count, duration, rate)
     settings = ProduceSettings(kind, request, seed, start, disorder, event_rate, partitions)
     produce_command(target, settings)
@@ -279,9 +277,10 @@ def produce(
     "--lateness",
     env="LATENESS",
     type=Duration(),
-    default=FlowSettings.lateness_s,
-    help="Allowed lateness in seconds or with a unit: the watermark trails the "
-    "slowest partition's newest event by this much; older events go to the late table.",
+    default=None,
+    help="Allowed lateness in seconds or with a unit: the watermark trails the slowest "
+    "partition's newest event by this much; older events go to the late table. [default: "
+    f"the flow's: {shown_duration(FlowSettings.lateness_s)}, or a pipeline file's lateness]",
 )
 @runtime_options
 def run(
@@ -290,18 +289,19 @@ def run(
     window: float | None,
     slide: float | None,
     session_gap: float | None,
-    lateness: float,
+    lateness: float | None,
     runtime: Runtime,
 ) -> None:
-    """Run flow NAME (monitoring, analytics, or a pipeline file NAME.toml) reading
-    Kafka and writing Parquet."""
+    """Run flow NAME (monitoring, analytics, a pipeline file NAME.toml, or MODULE:ATTRIBUTE
+    naming a Flow) reading Kafka and writing Parquet."""
     flow = resolve_flow(name)
     settings = runtime.settings(
         topic or flow.default_topic,
+        flow.kafka,
         window_s=window,
         slide_s=slide,
         session_gap_s=session_gap,
-        lateness_s=lateness,
+        lateness_s=flow.lateness_s if lateness is None else lateness,
     )
     run_command(flow, settings)
 
@@ -372,8 +372,16 @@ cli.add_command(aggregate)
 cli.add_command(validate)
 
 
+def _scrubbed_traceback(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """An unexpected error's traceback, without the value of any Kafka secret."""
+    print(scrub("".join(traceback.format_exception(kind, error, trace))), file=sys.stderr)
+
+
 def main() -> None:
     """Entry point of the ``eventlake`` console script."""
+    sys.excepthook = _scrubbed_traceback
     try:
         cli(prog_name="eventlake")
     except ConfigError as err:

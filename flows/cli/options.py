@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from common.errors import ConfigError
-from common.units import parse_duration, parse_size, shown_duration, shown_size
+from common.units import shown_duration, shown_size
+from flows.cli.params import ByteSize, Duration, Flag, env_option, option_group
 from flows.runtime.checkpoints import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
 from flows.runtime.runner import Processes, parse_processes
 from flows.runtime.settings import RunOptions, Runtime
@@ -20,68 +18,10 @@ from sinks.directories import PARTITION_BY, PartitionBy
 from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
 from sources.event_time import DEFAULT_MAX_FUTURE_S
+from sources.kafka_config import parse_assignments, read_properties
 from sources.kafka_health import DEFAULT_ON_GAP, ON_GAP_CHOICES, OnGap
 from sources.kafka_source import BATCH_SIZE
 from sources.target import DEFAULT_BROKER_TIMEOUT_S
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option that also reads ``EVENTLAKE_<env>`` and shows it and its default."""
-    return click.option(
-        *decls, envvar=f"EVENTLAKE_{env}", show_envvar=True, show_default=True, **kwargs
-    )
-
-
-class Duration(click.ParamType[float | None]):
-    """A flag value like ``30s`` or ``5m``, converted to seconds; with ``allow_none``,
-    ``none`` means no limit (None)."""
-
-    name = "DURATION"
-
-    def __init__(self, allow_none: bool = False) -> None:
-        self.allow_none = allow_none
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float | None:
-        if value is None or (self.allow_none and str(value).strip().lower() == "none"):
-            return None
-        try:
-            return value if isinstance(value, float) else parse_duration(str(value)).total_seconds()
-        except ConfigError as err:
-            self.fail(str(err), param, ctx)
-
-
-class ByteSize(click.ParamType[int]):
-    """A flag value like ``128MB``, converted to bytes."""
-
-    name = "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        try:
-            return value if isinstance(value, int) else parse_size(str(value))
-        except ConfigError as err:
-            self.fail(str(err), param, ctx)
-
-
-class UtcTime(click.ParamType[datetime]):
-    """A flag value in ISO-8601 with a timezone, converted to an aware datetime."""
-
-    name = "ISO-8601"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not ISO-8601, e.g. 2024-05-01T13:00:00Z", param, ctx)
-        if parsed.tzinfo is None:
-            self.fail(f"{value!r} has no timezone; add Z or an offset like +02:00", param, ctx)
-        return parsed
-
 
 brokers_option = env_option(
     "--brokers",
@@ -89,6 +29,8 @@ brokers_option = env_option(
     default=None,
     help="Kafka bootstrap servers HOST:PORT[,...]. [default: the running `eventlake broker`]",
 )
+
+
 state_file_option = env_option(
     "--state-file",
     env="STATE_FILE",
@@ -96,30 +38,6 @@ state_file_option = env_option(
     default=DEFAULT_STATE_FILE,
     help="Where `eventlake broker` records its address.",
 )
-
-
-def _with_options(command: Callable[..., Any], options: list[Callable[[F], F]]) -> Any:
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def option_group(
-    into: str, flags: list[Callable[[F], F]], make: Callable[..., Any]
-) -> Callable[[Callable[..., Any]], Any]:
-    """A decorator that adds ``flags`` to a command and passes it, as ``into``, what
-    ``make`` builds of their values (``make``'s parameters are named after the flags)."""
-    names = list(inspect.signature(make).parameters)
-
-    def decorate(command: Callable[..., Any]) -> Any:
-        @functools.wraps(command)
-        def with_group(*args: Any, **kwargs: Any) -> Any:
-            values = {name: kwargs.pop(name) for name in names}
-            return command(*args, **{into: make(**values)}, **kwargs)
-
-        return _with_options(with_group, flags)
-
-    return decorate
 
 
 def _checkpointing(
@@ -149,14 +67,14 @@ recovery_options = option_group(
             "--snapshot-interval",
             env="SNAPSHOT_INTERVAL",
             type=Duration(),
-            default=Checkpointing.snapshot_interval_s,
+            default=shown_duration(Checkpointing.snapshot_interval_s),
             help="How often state is snapshotted (seconds or with a unit).",
         ),
         env_option(
             "--backup-interval",
             env="BACKUP_INTERVAL",
             type=Duration(),
-            default=Checkpointing.backup_interval_s,
+            default=shown_duration(Checkpointing.backup_interval_s),
             help="How long superseded snapshots are kept before cleanup.",
         ),
         env_option(
@@ -209,7 +127,7 @@ rolling_options = option_group(
             "--file-max-age",
             env="FILE_MAX_AGE",
             type=Duration(),
-            default=RollingPolicy.max_age_s,
+            default=shown_duration(RollingPolicy.max_age_s),
             help="Cut an output file once its oldest row has waited this long (seconds or a unit).",
         ),
         env_option(
@@ -280,7 +198,41 @@ cluster_options = option_group(
 passed as ``processes``."""
 
 
-_RUNTIME_FLAGS: list[Callable[[F], F]] = [
+def _kafka(kafka_config: Path | None, client_setting: tuple[str, ...]) -> dict[str, str]:
+    """Client settings: the properties file's, then ``-X`` (the command line wins)."""
+    from_file = read_properties(kafka_config) if kafka_config is not None else {}
+    return {**from_file, **parse_assignments(client_setting)}
+
+
+kafka_options = option_group(
+    "kafka",
+    [
+        env_option(
+            "--kafka-config",
+            env="KAFKA_CONFIG",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help="librdkafka settings for every Kafka client, from a Java properties file "
+            "as Kafka's tools and kcat read (SASL, SSL, timeouts); the place for "
+            "credentials, since command lines end up in shell history. [default: none]",
+        ),
+        env_option(
+            "-X",
+            "client_setting",
+            env="X",
+            multiple=True,
+            default=None,
+            metavar="KEY=VALUE",
+            help="One librdkafka setting for every Kafka client (repeatable); wins over "
+            "--kafka-config. [default: none]",
+        ),
+    ],
+    _kafka,
+)
+"""``--kafka-config`` and ``-X``, passed as ``kafka``: librdkafka client settings."""
+
+
+_RUNTIME_FLAGS: list[Flag[Any]] = [
     env_option(
         "--out",
         env="OUT",
@@ -329,7 +281,7 @@ _RUNTIME_FLAGS: list[Callable[[F], F]] = [
         "--idle-timeout",
         env="IDLE_TIMEOUT",
         type=Duration(),
-        default=RunOptions.idle_timeout_s,
+        default=shown_duration(RunOptions.idle_timeout_s),
         help="Wall-clock time without messages after which a partition stops holding the "
         "watermark back (unbounded runs only; the one setting that is not deterministic).",
     ),
@@ -358,6 +310,7 @@ def _runtime(
     state_file: Path,
     on_gap: OnGap,
     broker_timeout: float,
+    kafka: dict[str, str],
 ) -> Runtime:
     """The run options; ConfigError if ``--out`` is a file."""
     if out.exists() and not out.is_dir():
@@ -366,7 +319,7 @@ def _runtime(
         out=out, bounded=bounded, workers=workers, max_future_s=max_future,
         idle_timeout_s=idle_timeout, batch_size=batch_size, rolling=rolling,
         checkpointing=checkpointing, processes=processes, on_gap=on_gap, brokers=brokers,
-        state_file=state_file, broker_timeout_s=broker_timeout,
+        state_file=state_file, broker_timeout_s=broker_timeout, kafka=kafka,
     )  # fmt: skip
 
 
@@ -374,7 +327,7 @@ def runtime_options(command: Callable[..., Any]) -> Any:
     """Where output goes and how the run goes (workers, files, checkpoints, processes,
     cluster), passed to ``command`` as ``runtime``."""
     decorated = option_group("runtime", _RUNTIME_FLAGS, _runtime)(command)
-    groups = (state_file_option, brokers_option, cluster_options, recovery_options)
+    groups = (state_file_option, brokers_option, kafka_options, cluster_options, recovery_options)
     for group in (*groups, rolling_options):
         decorated = group(decorated)
     return decorated

@@ -87,10 +87,8 @@ def floats_with_nulls(values: pa.Array) -> pa.Array:
 
 def _floats(values: pa.Array) -> np.ndarray:
     """Non-null values as float64 (timestamps as microseconds since the epoch)."""
-    valid = pc.drop_null(values)
-    if pa.types.is_timestamp(valid.type):
-        valid = valid.cast(pa.timestamp("us", tz=valid.type.tz)).cast(pa.int64())
-    return np.array(valid.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    valid = pc.drop_null(floats_with_nulls(values))
+    return np.array(valid.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,9 @@ def _result(member: Count | Stat, moments: np.ndarray) -> pa.Array:
         values = moments[:, FIELDS.index(FIELD_OF_STAT[member.stat])]
     missing = n < (2 if member.stat == "stddev" else 1)
     values = np.where(missing, 0.0, values)
-    if pa.types.is_timestamp(member.output_type):
-        values = values.astype(np.int64)  # µs since the epoch
+    if pa.types.is_timestamp(member.output_type):  # µs since the epoch, as any unit
+        micros = pa.array(values.astype(np.int64), mask=missing)
+        return micros.cast(pa.timestamp("us", tz=member.output_type.tz)).cast(member.output_type)
     return pa.array(values, mask=missing).cast(member.output_type)
 
 
@@ -69,9 +70,9 @@ class _Objects:
         groups = np.empty(len(order), dtype=np.int64)
         groups[order] = np.repeat(np.arange(len(bounds)), np.diff(bounds, append=len(order)))
         column = np.empty(len(bounds), dtype=object)
-        column[:] = self.aggregation.update_groups(
-            table[self.aggregation.field], groups, len(bounds)
-        )
+        field = self.aggregation.field
+        values = pa.array(np.arange(len(order))) if field is None else table[field]
+        column[:] = self.aggregation.update_groups(values, groups, len(bounds))
         return column
 
     def merged(self, states: np.ndarray, bounds: np.ndarray) -> np.ndarray:

@@ -45,11 +45,17 @@ ROWS_PER_WINDOW = 4
 """A batch with fewer rows than this per distinct window sends rows, not partials."""
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def shard_of(key: tuple[Any, ...]) -> int:
-    """A key's shard, the same in every process and run (unlike ``hash``); the keys
-    seen last are remembered (users, devices: a key comes back batch after batch)."""
-    return zlib.crc32(repr(key).encode()) % SHARDS
+    """A key's shard, the same in every process and run (unlike ``hash``)."""
+    return _shard_of_text(repr(key))
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _shard_of_text(text: str) -> int:
+    """The shard of a key written as ``repr`` writes it; the keys seen last are
+    remembered (users, devices: a key comes back batch after batch). Cached on the text,
+    not the key: ``(1,)`` and ``(True,)`` are equal keys to a cache but not to repr."""
+    return zlib.crc32(text.encode()) % SHARDS
 
 
 @dataclass(frozen=True)

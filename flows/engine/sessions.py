@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from flows.engine.columnar import state_layout
-from flows.engine.partials import closes_at, event_micros, key_ids
+from flows.engine.partials import event_micros, key_ids
 from flows.engine.shard import Emitted, Shard, ShardInput
 from flows.engine.tables import TableSpec
 from flows.engine.windows import Micros, Session
@@ -172,16 +172,11 @@ class SessionShard(Shard):
         fresh = sessions_of(spec, events, event_micros(events, "window_start"))
         self.open = fresh if self.open is None else _merged_into(spec, self.open, fresh)
 
-    def _on_time(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> pa.Table:
-        """The events of ``rows`` that are not late; the late ones go to ``emitted``."""
-        ts_us = event_micros(rows, "window_start")
-        late = closes_at(spec, ts_us, event_micros(rows, "window_end")) <= self.watermark
-        if self.open is not None and late.any():
-            late &= ~_inside(spec, self.open, rows, ts_us)
-        emitted.late_watermark = self.watermark
-        if late.any():
-            emitted.late = rows.filter(pa.array(late))
-        return rows.filter(pa.array(~late))
+    def _still_open(self, spec: TableSpec, rows: pa.Table) -> np.ndarray:
+        """Events inside an open session of their key join it, even behind the watermark."""
+        if self.open is None:
+            return super()._still_open(spec, rows)
+        return _inside(spec, self.open, rows, event_micros(rows, "window_start"))
 
     def _close(self, spec: TableSpec) -> pa.Table | None:
         assert self.open is not None

@@ -165,6 +165,22 @@ class Shard(ABC):
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit the windows it closed."""
 
+    def _on_time(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> pa.Table:
+        """The ``rows`` (with their windows) that are not late; the late ones go to
+        ``emitted``, with the watermark they were judged against."""
+        late = _closes_at(spec, rows) <= self.watermark
+        if late.any():
+            late &= ~self._still_open(spec, rows)
+        emitted.late_watermark = self.watermark
+        if late.any():
+            emitted.late = rows.filter(pa.array(late))
+        return rows.filter(pa.array(~late))
+
+    def _still_open(self, spec: TableSpec, rows: pa.Table) -> np.ndarray:
+        """Which ``rows`` behind the watermark still join an open window: none, unless a
+        kind of window says otherwise."""
+        return np.zeros(rows.num_rows, dtype=bool)
+
     def _advance(self, spec: TableSpec, batch: ShardInput) -> bool:
         """Observe ``batch``'s progress; whether the watermark moved."""
         self.clock.observe(batch)
@@ -186,12 +202,11 @@ class WindowShard(Shard):
         self._ends: list[int] = []
         """A heap of the ends in ``_closing``, so closing costs the windows it closes
         rather than every open window."""
-        self.held = HeldRows()
 
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         emitted = Emitted()
         if batch.maybe_late is not None and batch.maybe_late.num_rows:
-            for partial in self._split_late(spec, batch.maybe_late, emitted):
+            for partial in _grouped(spec, self._on_time(spec, batch.maybe_late, emitted)):
                 self._add(spec, partial)
         for partial in batch.partials:
             self._add(spec, partial)
@@ -215,14 +230,6 @@ class WindowShard(Shard):
         if due is not None:
             for partial in _grouped(spec, due):
                 self._add(spec, partial)
-
-    def _split_late(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> list[Partial]:
-        starts = event_micros(rows, "window_start")
-        late = closes_at(spec, starts, event_micros(rows, "window_end")) <= self.watermark
-        emitted.late_watermark = self.watermark
-        if late.any():
-            emitted.late = rows.filter(pa.array(late))
-        return _grouped(spec, rows.filter(pa.array(~late)))
 
     def _add(self, spec: TableSpec, partial: Partial) -> None:
         added = self._merge(spec, partial)

@@ -102,9 +102,9 @@ class TableSpec:
         return self.finish(pa.Table.from_arrays(arrays, schema=self._base_schema()))
 
     def merge(self, left: Partial, right: Partial) -> Partial:
-        """One partial holding both; its window spans both windows."""
+        """One partial holding both (of the same key and window)."""
         states = [
             aggregation.merge(a, b)
             for aggregation, a, b in zip(self.aggregations, left.states, right.states, strict=True)
         ]
-        return Partial(left.key, min(left.start, right.start), max(left.end, right.end), states)
+        return Partial(left.key, left.start, left.end, states)

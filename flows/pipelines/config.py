@@ -8,7 +8,8 @@ before anything starts; each error names the option and the fix.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -64,6 +65,8 @@ class PipelineConfig:
     lateness_s: float = FlowSettings.lateness_s
     strict: bool = False
     """Dead-letter messages whose value fields are not numbers (else count them)."""
+    kafka: Mapping[str, str] = field(default_factory=dict)
+    """Kafka client settings of a pipeline file's ``[kafka]`` table."""
 
     def __post_init__(self) -> None:
         check_field("time field", self.time_field)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
+from common.secrets import remember_secrets
 from flows.pipelines.config import (
     AggregationConfig,
     PipelineConfig,
@@ -36,7 +37,7 @@ from flows.pipelines.config import (
 )
 from flows.pipelines.flow import WINDOWS_TABLE
 
-_TOP = {"topic", "time_field", "time_format", "lateness", "strict", "aggregation"}
+_TOP = {"topic", "time_field", "time_format", "lateness", "strict", "aggregation", "kafka"}
 _TABLE = {"table", "key", "value", "window", "slide", "session_gap", "agg", "filter"}
 
 
@@ -72,6 +73,7 @@ def _pipeline(document: dict[str, Any]) -> PipelineConfig:
         if "lateness" in document
         else PipelineConfig.lateness_s,
         strict=bool(document.get("strict", False)),
+        kafka=_kafka(document.get("kafka", {})),
     )
 
 
@@ -114,3 +116,13 @@ def _names(entry: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f'{key} must be a list of names, e.g. {key} = ["a", "b"]')
     return value
+
+
+def _kafka(table: Any) -> dict[str, str]:
+    """The ``[kafka]`` table: librdkafka settings, values as text (``true``, ``5000``)."""
+    if not isinstance(table, dict):
+        raise ConfigError('[kafka] must be a table of settings, e.g. security.protocol = "SSL"')
+    settings = {key: str(value).lower() if isinstance(value, bool) else str(value)
+                for key, value in table.items()}  # fmt: skip
+    remember_secrets(settings)
+    return settings

@@ -49,7 +49,7 @@ def pipeline_flow(pipeline: PipelineConfig, name: str = DATAFLOW_NAME) -> Flow:
         return flow
 
     tables = (*(spec.name for spec in specs), *SHARED_TABLES)
-    return Flow(name, pipeline.topic, tables, build)
+    return Flow(name, pipeline.topic, tables, build, pipeline.kafka, pipeline.lateness_s)
 
 
 def _check_output(specs: list[TableSpec], out: Path) -> None:

@@ -60,9 +60,10 @@ def parquet_sink(
 
 @dataclass(frozen=True)
 class FlowIO:
-    """Where a flow's batches come from and where its tables go: Kafka and Parquet,
-    unless a test (``bytewax.testing.TestingSource``) or an embedding program says
-    otherwise."""
+    """Where a flow's batches come from and where its tables go: Kafka and Parquet by
+    default. Any bytewax source of :class:`DecodedBatch` may replace Kafka (tests use
+    ``bytewax.testing.TestingSource``); a sink must be a :class:`ParquetTableSink`
+    (its rows are routed by Hive directory), configured or subclassed."""
 
     source: SourceFactory = kafka_source
     sink: SinkFactory = parquet_sink
@@ -143,14 +144,7 @@ def build_pipeline(
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
     decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
-    options = ReadOptions(
-        settings.bounded,
-        settings.idle_timeout_s,
-        settings.batch_size,
-        settings.stop,
-        settings.on_gap,
-        resumed.execution,
-    )
+    options = _read_options(settings, resumed.execution)
     batches = op.input(SOURCE_STEP, flow, io.source(settings, decoder, options, progress))
     signals = op.flat_map("sink_signals", batches, _Signals())
     pipeline = Pipeline(flow, {}, settings, io, signals)
@@ -170,6 +164,14 @@ def build_pipeline(
     late = op.merge("late_rows", *late_streams)
     pipeline.write(LATE_TABLE, late, late_schema(decoder.schema))
     return pipeline
+
+
+def _read_options(settings: FlowSettings, execution: int) -> ReadOptions:
+    """How the source reads in run number ``execution`` on its checkpoint."""
+    return ReadOptions(
+        settings.bounded, settings.idle_timeout_s, settings.batch_size, settings.stop,
+        settings.on_gap, execution,
+    )  # fmt: skip
 
 
 def _resume_point(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bytewax.dataflow import Dataflow
@@ -39,3 +40,9 @@ class Flow:
     """Every table it writes, as directory names under ``--out``."""
     build: BuildFlow
     """Builds its dataflow."""
+    kafka: Mapping[str, str] = field(default_factory=dict)
+    """Kafka client settings it brings (a pipeline file's ``[kafka]`` table); the
+    command line's win over them."""
+    lateness_s: float = FlowSettings.lateness_s
+    """Its allowed lateness unless ``--lateness`` says otherwise (a pipeline file's
+    ``lateness``)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from flows.runtime.checkpoints import Checkpointing
@@ -115,11 +117,17 @@ class Runtime(RunOptions):
     """Where the embedded broker records its address."""
     broker_timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
     """How long to keep trying to reach Kafka at start."""
+    kafka: Mapping[str, str] = field(default_factory=dict)
+    """Kafka client settings of the command line (``--kafka-config``, then ``-X``)."""
 
-    def settings(self, topic: str, **flow: Any) -> FlowSettings:
+    def settings(
+        self, topic: str, kafka: Mapping[str, str] = MappingProxyType({}), **flow: Any
+    ) -> FlowSettings:
         """The settings of a flow reading ``topic``, with its own ``flow`` options
-        (window, lateness, …) and these run options; BrokerError/ConfigError if no
-        cluster can be found (checked here, after the flow's own options)."""
+        (window, lateness, …), its ``kafka`` client settings (the command line's win) and
+        these run options; BrokerError/ConfigError if no cluster can be found or the
+        client settings are invalid (checked here, after the flow's own options)."""
         run = {option.name: getattr(self, option.name) for option in fields(RunOptions)}
-        target = resolve_target(self.brokers, self.state_file, self.broker_timeout_s)
+        client = {**kafka, **self.kafka}
+        target = resolve_target(self.brokers, self.state_file, self.broker_timeout_s, client)
         return FlowSettings(target=target, topic=topic, **run, **flow)

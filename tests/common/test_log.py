@@ -6,15 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.log import DEFAULT_LOG_LEVEL, LOGGER, set_log_level
+from common.log import DEFAULT_LOG_LEVEL, LOGGER, configure_logging
 from tests.helpers import eventlake
 
 
 @pytest.fixture
 def warnings_only() -> Iterator[None]:
-    set_log_level("warning")
+    configure_logging("warning")
     yield
-    set_log_level(DEFAULT_LOG_LEVEL)
+    configure_logging(DEFAULT_LOG_LEVEL)
 
 
 def test_records_below_the_level_are_not_shown(

@@ -21,12 +21,13 @@ def test_built_in_names_and_module_attributes_resolve_to_the_same_flow() -> None
 def test_a_pipeline_file_is_a_flow_named_after_it(tmp_path: Path) -> None:
     path = tmp_path / "delays.toml"
     path.write_text(
-        'topic = "flights"\ntime_field = "t"\n[[aggregation]]\nkey = ["carrier"]\n'
-        'window = "1h"\nagg = ["count"]\n'
+        'topic = "flights"\ntime_field = "t"\nlateness = "1h"\n[[aggregation]]\n'
+        'key = ["carrier"]\nwindow = "1h"\nagg = ["count"]\n[kafka]\n"client.id" = "x"\n'
     )
     flow = resolve_flow(str(path))
     assert (flow.name, flow.default_topic, flow.tables) == (str(path), "flights",
                                                            ("windows", *SHARED_TABLES))  # fmt: skip
+    assert (flow.lateness_s, dict(flow.kafka)) == (3600.0, {"client.id": "x"})
 
 
 @pytest.mark.parametrize(

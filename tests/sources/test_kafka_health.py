@@ -54,7 +54,7 @@ def test_a_gap_error_names_both_ways_out() -> None:
 
 
 def test_partitions_added_while_running_are_said_once(
-    broker: Broker, new_topic: NewTopic, capfd: pytest.CaptureFixture[str]
+    broker: Broker, new_topic: NewTopic, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic, clock = new_topic(partitions=3), Clock()
     consumer = Consumer({**broker.target.client_config(), "group.id": "tests"})
@@ -66,5 +66,5 @@ def test_partitions_added_while_running_are_said_once(
     watch.check(consumer)
     consumer.close()
 
-    said = capfd.readouterr().err
+    said = caplog.text
     assert said.count(f"topic {topic} now has 3 partitions, 2 when this run started") == 1

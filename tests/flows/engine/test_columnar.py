@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -103,3 +104,12 @@ def test_merged_states_equal_the_states_of_the_union(
 def test_consecutive_counts_and_statistics_share_one_block() -> None:
     runs = state_layout(AGGREGATIONS).runs
     assert [len(getattr(run, "members", [None])) for run in runs] == [3, 1, 3, 1, 1]
+
+
+def test_timestamps_come_out_in_the_unit_asked_for() -> None:
+    latest = Stat("max", "t", output_type=pa.timestamp("ms", tz="UTC"))
+    table = pa.table({"t": pa.array([1_000_000, 3_000_000]).cast(UTC_MICROS)})
+    layout = state_layout((latest,))
+    (result,) = layout.results(layout.states(table, np.arange(2), np.array([0])))
+    assert result.type == pa.timestamp("ms", tz="UTC")
+    assert result.to_pylist() == [datetime(1970, 1, 1, 0, 0, 3, tzinfo=UTC)]

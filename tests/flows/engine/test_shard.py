@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import pyarrow as pa
 
 from common.units import UTC_MICROS
 from flows.engine.aggregations import Count, Stat
-from flows.engine.routing import late_rows, new_shard, route
+from flows.engine.routing import SHARDS, late_rows, new_shard, route, shard_of
 from flows.engine.shard import HELD_MAX, NEVER, PartitionClock, Shard, ShardInput, WindowShard
 from flows.engine.tables import TableSpec
 from flows.engine.windows import Hopping, Session, Tumbling, WindowSpec
@@ -253,3 +254,10 @@ def test_a_slow_stream_holds_partials_not_every_row() -> None:
         assert all(len(shard.held.tables) <= HELD_MAX[0] for shard in engine.shards.values())
     closed, _ = engine.send(0, [], ended=True)
     assert [(row["key"], row["count"]) for row in closed] == [("a", events)]
+
+
+def test_a_keys_shard_does_not_depend_on_the_keys_hashed_before() -> None:
+    """Equal to a cache, not to repr: (True,) first must not give (1,) its shard."""
+    expected = zlib.crc32(repr((1,)).encode()) % SHARDS
+    shard_of((True,))
+    assert shard_of((1,)) == expected
