@@ -36,6 +36,10 @@ def prefetch_config(partitions: int) -> dict[str, int]:
     }
 
 
-def consumer_config(target: KafkaTarget, partitions: int) -> dict[str, Any]:
-    """The configuration of the consumer of one of a topic's ``partitions`` on ``target``."""
-    return {**target.client_config(), **CONSUMER_CONFIG, **prefetch_config(partitions)}
+def consumer_config(
+    target: KafkaTarget, partitions: int, group: str | None = None
+) -> dict[str, Any]:
+    """The configuration of the consumer of one of a topic's ``partitions`` on ``target``,
+    in consumer group ``group`` if it commits offsets there."""
+    config = {**target.client_config(), **CONSUMER_CONFIG, **prefetch_config(partitions)}
+    return config if group is None else {**config, "group.id": group}

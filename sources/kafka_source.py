@@ -33,6 +33,7 @@ from sources.kafka_health import (
     gap_error,
     gap_row,
 )
+from sources.offset_commits import GroupCommits, PartitionCommits
 from sources.target import KafkaTarget
 
 BATCH_SIZE = 10_000
@@ -67,6 +68,8 @@ class ReadOptions:
     """What a gap does: a row of the gaps table and reading on, or a GapError."""
     execution: int = 1
     """This run's number on its checkpoint (one more than any before it)."""
+    commits: GroupCommits | None = None
+    """Where to commit offsets for Kafka's lag tools; None commits nothing."""
 
 
 class NewestEvent:
@@ -132,6 +135,9 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._last_data = self._last_emit = time.monotonic()
         self._idle_sent = False
         self._awake_at: datetime | None = None
+        self._commits = None if options.commits is None else PartitionCommits(
+            options.commits, consumer, template.topic, template.partition
+        )  # fmt: skip
 
     def next_batch(self) -> list[DecodedBatch]:
         if self._ended:
@@ -303,9 +309,13 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         return self._awake_at
 
     def snapshot(self) -> PartitionPosition:
+        if self._commits is not None:
+            self._commits.after_snapshot()
         return self._position
 
     def close(self) -> None:
+        if self._commits is not None:
+            self._commits.at_close(self._position.next_offset)
         self._consumer.close()
 
 
@@ -351,7 +361,9 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None
     ) -> _PartitionReader:
         """A reader of partition ``for_part`` from ``resume_state`` (else the oldest offset)."""
-        config = consumer_config(self._target, self._partition_count())
+        commits = self._options.commits
+        group = None if commits is None else commits.group
+        config = consumer_config(self._target, self._partition_count(), group)
         consumer = Consumer({**config, "error_cb": self._shared.outage.on_error})
         try:
             return self._reader(consumer, int(for_part), resume_state)

@@ -20,7 +20,9 @@ from common.log import LOGGER
 from common.progress import Progress
 from common.secrets import scrub
 from flows.runtime.checkpoints import owned, prepare
+from flows.runtime.dataflow import SOURCE_STEP
 from flows.runtime.flow import Flow
+from flows.runtime.offsets import commit_durable_offsets
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings, ProduceSettings
 from flows.runtime.supervisor import Supervisor
@@ -123,6 +125,7 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
         finally:  # the last epochs' files wait for their snapshots, durable by now
             for table in flow.tables:
                 _publish_last_rolls(settings.out / table)
+        commit_durable_offsets(settings, dataflow.flow_id, f"{dataflow.flow_id}.{SOURCE_STEP}")
     if stop.is_set():
         _report_stop(name, settings, progress)
     elif settings.bounded and resumed_from is not None and progress.count == 0:

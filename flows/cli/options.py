@@ -286,6 +286,22 @@ _RUNTIME_FLAGS: list[Flag[Any]] = [
         "watermark back (unbounded runs only; the one setting that is not deterministic).",
     ),
     env_option(
+        "--group",
+        env="GROUP",
+        default=None,
+        help="Kafka consumer group to commit the run's offsets to, so that Kafka's lag tools "
+        "(kafka-consumer-groups, Burrow) see it; the checkpoint stays what a resume reads. "
+        "[default: eventlake-<flow>-<topic>]",
+    ),
+    env_option(
+        "--commit/--no-commit",
+        "commit_offsets",
+        env="COMMIT",
+        default=RunOptions.commit_offsets,
+        help="Commit offsets to --group: after each durable checkpoint, else at the end "
+        "of a bounded run and on a clean stop.",
+    ),
+    env_option(
         "--batch-size",
         env="BATCH_SIZE",
         type=click.IntRange(min=1),
@@ -311,6 +327,8 @@ def _runtime(
     on_gap: OnGap,
     broker_timeout: float,
     kafka: dict[str, str],
+    group: str | None,
+    commit_offsets: bool,
 ) -> Runtime:
     """The run options; ConfigError if ``--out`` is a file."""
     if out.exists() and not out.is_dir():
@@ -319,7 +337,8 @@ def _runtime(
         out=out, bounded=bounded, workers=workers, max_future_s=max_future,
         idle_timeout_s=idle_timeout, batch_size=batch_size, rolling=rolling,
         checkpointing=checkpointing, processes=processes, on_gap=on_gap, brokers=brokers,
-        state_file=state_file, broker_timeout_s=broker_timeout, kafka=kafka,
+        state_file=state_file, broker_timeout_s=broker_timeout, kafka=kafka, group=group,
+        commit_offsets=commit_offsets,
     )  # fmt: skip
 
 

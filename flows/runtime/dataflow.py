@@ -20,6 +20,7 @@ from flows.engine.routing import Windowed, late_schema, windowed
 from flows.engine.tables import TableSpec
 from flows.engine.windows import reach_us
 from flows.runtime.checkpoints import ResumePoint, resume_point
+from flows.runtime.offsets import group_commits
 from flows.runtime.run_definition import check_definition, describe
 from flows.runtime.settings import FlowSettings
 from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, TICK, ParquetTableSink, SinkItem
@@ -33,6 +34,7 @@ from sources.batches import (
 from sources.decode import JsonDecoder
 from sources.event_time import TimeGuard
 from sources.kafka_source import KafkaBatchSource, ReadOptions
+from sources.offset_commits import GroupCommits
 
 SourceFactory = Callable[
     [FlowSettings, JsonDecoder, ReadOptions, Progress | None], Source[DecodedBatch]
@@ -144,7 +146,8 @@ def build_pipeline(
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
     decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
-    options = _read_options(settings, resumed.execution)
+    commits = group_commits(settings, name, f"{name}.{SOURCE_STEP}")
+    options = _read_options(settings, resumed.execution, commits)
     batches = op.input(SOURCE_STEP, flow, io.source(settings, decoder, options, progress))
     signals = op.flat_map("sink_signals", batches, _Signals())
     pipeline = Pipeline(flow, {}, settings, io, signals)
@@ -166,11 +169,13 @@ def build_pipeline(
     return pipeline
 
 
-def _read_options(settings: FlowSettings, execution: int) -> ReadOptions:
+def _read_options(
+    settings: FlowSettings, execution: int, commits: GroupCommits | None
+) -> ReadOptions:
     """How the source reads in run number ``execution`` on its checkpoint."""
     return ReadOptions(
         settings.bounded, settings.idle_timeout_s, settings.batch_size, settings.stop,
-        settings.on_gap, execution,
+        settings.on_gap, execution, commits,
     )  # fmt: skip
 
 

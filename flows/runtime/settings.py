@@ -51,6 +51,11 @@ class RunOptions:
     on_gap: OnGap = DEFAULT_ON_GAP
     """Offsets deleted before they were read: record them in ``gaps`` and read on
     (``continue``), or stop with a GapError (``fail``)."""
+    group: str | None = None
+    """The Kafka consumer group whose offsets show the run's progress to Kafka's lag
+    tools; None: ``eventlake-<flow>-<topic>``."""
+    commit_offsets: bool = True
+    """Commit offsets to :attr:`group` (the checkpoint stays what a resume reads)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,7 @@ def test_records_below_the_level_are_not_shown(
 
 
 def test_the_log_level_flag_hides_the_retries_but_not_the_error() -> None:
-    unreachable = ["run", "monitoring", "--brokers", "127.0.0.1:1", "--broker-timeout", "2s"]
+    unreachable = ["run", "monitoring", "--brokers", "127.0.0.1:1", "--broker-timeout", "8s"]
     shown = eventlake(*unreachable)
     hidden = eventlake("--log-level", "error", *unreachable)
     assert shown.returncode == hidden.returncode == 2
