@@ -9,13 +9,28 @@ but a ``NullHandler``.
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 
 from common.progress import note
+from common.secrets import scrub
 
 LOGGER = logging.getLogger("eventlake")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
+LOG_FORMATS = ("text", "json")
+DEFAULT_LOG_FORMAT = "text"
+
+
+class _JsonLines(logging.Formatter):
+    """One JSON object per record, for log collectors: ``time`` (UTC, ISO 8601),
+    ``level``, ``logger`` and ``message`` (secrets masked before encoding)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        fields = {"time": moment, "level": record.levelname.lower(), "logger": record.name}
+        return json.dumps({**fields, "message": scrub(record.getMessage())})
 
 
 class _AboveProgress(logging.Handler):
@@ -29,12 +44,16 @@ class _AboveProgress(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(level: str = DEFAULT_LOG_LEVEL) -> None:
+def configure_logging(level: str = DEFAULT_LOG_LEVEL, log_format: str = DEFAULT_LOG_FORMAT) -> None:
     """What every command does first: show the ``eventlake`` logger's records at
-    ``level`` (one of :data:`LOG_LEVELS`) and above on stderr. A program that embeds a
-    flow configures logging its own way instead."""
-    if not any(isinstance(handler, _AboveProgress) for handler in LOGGER.handlers):
-        LOGGER.addHandler(_AboveProgress())
+    ``level`` (one of :data:`LOG_LEVELS`) and above on stderr, as bare messages or JSON
+    lines (``log_format``, one of :data:`LOG_FORMATS`). A program that embeds a flow
+    configures logging its own way instead."""
+    handler = next((h for h in LOGGER.handlers if isinstance(h, _AboveProgress)), None)
+    if handler is None:
+        handler = _AboveProgress()
+        LOGGER.addHandler(handler)
+    handler.setFormatter(_JsonLines() if log_format == "json" else logging.Formatter())
     LOGGER.setLevel(level.upper())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -32,3 +33,16 @@ def test_the_log_level_flag_hides_the_retries_but_not_the_error() -> None:
     assert shown.returncode == hidden.returncode == 2
     assert "retrying" in shown.stderr and "retrying" not in hidden.stderr
     assert "error: cannot reach Kafka at 127.0.0.1:1" in hidden.stderr
+
+
+def test_json_lines_carry_level_logger_and_masked_message() -> None:
+    result = eventlake(
+        "--log-format", "json", "run", "monitoring", "-X", "sasl.password=pw-Q7",
+        "--brokers", "127.0.0.1:1", "--broker-timeout", "8s",
+    )  # fmt: skip
+    assert result.returncode == 2
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert records and all(r["logger"] == "eventlake" for r in records)
+    assert {"warning"} == {r["level"] for r in records}
+    assert all("does not answer" in r["message"] for r in records)
+    assert "pw-Q7" not in result.stderr
