@@ -37,12 +37,17 @@ from flows.cli.commands import (
 from flows.cli.demo import run_demo
 from flows.cli.options import brokers_option, kafka_options, runtime_options, state_file_option
 from flows.cli.params import ByteSize, Duration, UtcTime, env_option
+from flows.cli.status import render_status, run_status
 from flows.registry import resolve_flow
 from flows.runtime.settings import DemoSettings, FlowSettings, ProduceSettings, Runtime
 from sinks.compaction import DEFAULT_TARGET_SIZE
+from sources.broker import read_state
 from sources.connection import resolve_target
 from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
 from sources.producer import ProduceRequest
+
+STATUS_TIMEOUT_S = 10.0
+"""How long ``eventlake status`` tries Kafka for the end offsets (the lag)."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -265,6 +270,40 @@ def compact(table_dir: Path, target_size: int) -> None:
 def demo(out: Path, monitoring_events: int, analytics_events: int, seed: int) -> None:
     """Start an embedded broker, produce events, run both flows, show the output."""
     run_demo(DemoSettings(out, monitoring_events, analytics_events, seed))
+
+
+@cli.command()
+@env_option(
+    "--recovery-dir",
+    env="STATUS_RECOVERY_DIR",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="The run's --recovery-dir.",
+)
+@env_option(
+    "--out",
+    env="STATUS_OUT",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The run's output directory. [default: the one its checkpoints record]",
+)
+@env_option("--json/--text", "as_json", env="STATUS_JSON", default=False,
+            help="Print JSON instead of text.")  # fmt: skip
+@brokers_option
+@kafka_options
+@state_file_option
+def status(
+    recovery_dir: Path,
+    out: Path | None,
+    as_json: bool,
+    brokers: str | None,
+    kafka: dict[str, str],
+    state_file: Path,
+) -> None:
+    """Where a run with checkpoints stands: running or not, offsets and lag, tables."""
+    known = brokers or "bootstrap.servers" in kafka or read_state(state_file) is not None
+    target = resolve_target(brokers, state_file, STATUS_TIMEOUT_S, kafka) if known else None
+    click.echo(render_status(run_status(recovery_dir, out, target), as_json))
 
 
 @cli.command("inspect")

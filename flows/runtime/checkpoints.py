@@ -93,6 +93,12 @@ def _lock_soon(lock: IO[str], tries: int = 20) -> bool:
     return False
 
 
+def holders(directory: Path) -> list[dict[str, Any]]:
+    """The processes running on ``directory`` now: pid, host, process count, since."""
+    locks = sorted(directory.glob(_OWNER_LOCK.format("*")))
+    return [_read_owner(lock) for lock in locks if _held(lock)]
+
+
 def _held(lock_path: Path) -> bool:
     with lock_path.open("a") as lock:
         return not lock_now(lock, fcntl.LOCK_SH)

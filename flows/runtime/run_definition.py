@@ -110,6 +110,11 @@ def _require_format(directory: Path, recorded: dict[str, str]) -> None:
         )
 
 
+def recorded_definition(directory: Path) -> dict[str, str] | None:
+    """The definition of the run that checkpoints in ``directory`` (None: no run has)."""
+    return _read(directory / DEFINITION_FILE)
+
+
 def _read(path: Path) -> dict[str, str] | None:
     try:
         recorded: dict[str, str] = json.loads(path.read_text())
