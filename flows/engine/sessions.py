@@ -76,9 +76,10 @@ def sessions_of(spec: TableSpec, rows: pa.Table, ts_us: Micros) -> Sessions:
     )
 
 
-def merged(spec: TableSpec, sessions: Sessions) -> Sessions:
-    """``sessions`` with those of one key that overlap merged into one."""
-    keys = key_ids(spec, sessions.keys)
+def merged(spec: TableSpec, sessions: Sessions, keys: np.ndarray | None = None) -> Sessions:
+    """``sessions`` with those of one key that overlap merged into one; ``keys`` are their
+    :func:`~flows.engine.partials.key_ids` if already known."""
+    keys = key_ids(spec, sessions.keys) if keys is None else keys
     order = np.lexsort((sessions.starts, keys))
     starts, ends = sessions.starts[order], sessions.ends[order]
     new_key = _new_key(keys[order])
@@ -97,9 +98,12 @@ def _merged_into(spec: TableSpec, sessions: Sessions, fresh: Sessions) -> Sessio
     """``sessions`` with ``fresh`` merged in; the sessions of keys not in ``fresh`` are
     only copied."""
     keys = key_ids(spec, pa.concat_tables([sessions.keys, fresh.keys]))
-    touched = np.isin(keys[: len(sessions)], keys[len(sessions) :])
+    open_keys, fresh_keys = keys[: len(sessions)], keys[len(sessions) :]
+    touched = np.isin(open_keys, fresh_keys)
     untouched = sessions.take(np.flatnonzero(~touched))
-    return untouched.then(merged(spec, sessions.take(np.flatnonzero(touched)).then(fresh)))
+    merging = sessions.take(np.flatnonzero(touched)).then(fresh)
+    merging_keys = np.concatenate([open_keys[touched], fresh_keys])
+    return untouched.then(merged(spec, merging, merging_keys))
 
 
 def _new_key(sorted_keys: np.ndarray) -> np.ndarray:
@@ -152,20 +156,16 @@ class SessionShard(Shard):
         assert not batch.partials, "sessions travel as events"
         emitted = Emitted()
         if batch.maybe_late is not None and batch.maybe_late.num_rows:
-            self._merge(spec, self._on_time(spec, batch.maybe_late, emitted))
-        if batch.rows is not None and batch.rows.num_rows:
-            full = self.held.add(spec, batch.rows)
-            if full is not None:
-                self._merge(spec, full)
+            self._absorb(spec, self._on_time(spec, batch.maybe_late, emitted))
+        if batch.rows is not None:
+            self._hold(spec, batch.rows)
         if self._advance(spec, batch):
-            due = self.held.take_due(spec, self.watermark)
-            if due is not None:
-                self._merge(spec, due)
+            self._absorb_due(spec)
             if self.open is not None:
                 emitted.closed = self._close(spec)
         return emitted
 
-    def _merge(self, spec: TableSpec, events: pa.Table) -> None:
+    def _absorb(self, spec: TableSpec, events: pa.Table) -> None:
         """Merge ``events`` (with ``window_start``, their event time) into the open sessions."""
         if not events.num_rows:
             return

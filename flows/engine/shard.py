@@ -165,6 +165,23 @@ class Shard(ABC):
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit the windows it closed."""
 
+    @abstractmethod
+    def _absorb(self, spec: TableSpec, rows: pa.Table) -> None:
+        """Merge ``rows`` (with their windows, none late) into what is open."""
+
+    def _hold(self, spec: TableSpec, rows: pa.Table) -> None:
+        """Hold a batch's rows; beyond :data:`HELD_MAX`, absorb everything held."""
+        if rows.num_rows:
+            full = self.held.add(spec, rows)
+            if full is not None:
+                self._absorb(spec, full)
+
+    def _absorb_due(self, spec: TableSpec) -> None:
+        """Absorb the held rows the watermark has reached (before anything closes)."""
+        due = self.held.take_due(spec, self.watermark)
+        if due is not None:
+            self._absorb(spec, due)
+
     def _on_time(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> pa.Table:
         """The ``rows`` (with their windows) that are not late; the late ones go to
         ``emitted``, with the watermark they were judged against."""
@@ -206,30 +223,20 @@ class WindowShard(Shard):
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         emitted = Emitted()
         if batch.maybe_late is not None and batch.maybe_late.num_rows:
-            for partial in _grouped(spec, self._on_time(spec, batch.maybe_late, emitted)):
-                self._add(spec, partial)
+            self._absorb(spec, self._on_time(spec, batch.maybe_late, emitted))
         for partial in batch.partials:
             self._add(spec, partial)
         if batch.rows is not None:
             self._hold(spec, batch.rows)
         if self._advance(spec, batch):
-            self._group_held(spec)
+            self._absorb_due(spec)
             closed = self._close(self.watermark)
             emitted.closed = spec.rows(closed) if closed else None
         return emitted
 
-    def _hold(self, spec: TableSpec, rows: pa.Table) -> None:
-        full = self.held.add(spec, rows)
-        if full is not None:
-            for partial in _grouped(spec, full):
-                self._add(spec, partial)
-
-    def _group_held(self, spec: TableSpec) -> None:
-        """Held rows the watermark has reached, grouped into open windows."""
-        due = self.held.take_due(spec, self.watermark)
-        if due is not None:
-            for partial in _grouped(spec, due):
-                self._add(spec, partial)
+    def _absorb(self, spec: TableSpec, rows: pa.Table) -> None:
+        for partial in _grouped(spec, rows):
+            self._add(spec, partial)
 
     def _add(self, spec: TableSpec, partial: Partial) -> None:
         added = self._merge(spec, partial)
