@@ -60,7 +60,11 @@ class _PartitionsElsewhere:
     def read(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
         if self._helper is None:
             command = [sys.executable, "-m", "sinks.recovery_store", str(self._directory)]
-            self._helper = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            # A session of its own: Ctrl-C on the terminal stops the run, which still
+            # reads through the helper at its last snapshot; the helper ends with stdin.
+            self._helper = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+            )
         assert self._helper.stdin is not None and self._helper.stdout is not None
         pickle.dump((query, parameters), self._helper.stdin)
         self._helper.stdin.flush()

@@ -3,12 +3,14 @@ as Kafka's lag tools read them: after bounded runs, clean stops, crashes and res
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sinks.recovery_store import committed_states
@@ -74,18 +76,30 @@ def _wait_for(condition: object, what: str, timeout_s: float = 90) -> None:
         time.sleep(0.3)
 
 
-def test_checkpoints_commit_while_running_and_a_sigterm_commits_the_last(
-    broker: Broker, new_topic: NewTopic, tmp_path: Path
+def _stop(process: subprocess.Popen[str], how: str) -> None:
+    """SIGTERM the run, or press Ctrl-C as a terminal does: SIGINT to its process group,
+    helper processes included."""
+    if how == "sigterm":
+        process.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGINT)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_checkpoints_commit_while_running_and_a_clean_stop_commits_the_last(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path, how: str
 ) -> None:
     topic, group = _topic(broker, new_topic), "running"
     ends = _ends(broker, topic)
     args = ["run", "monitoring", "--unbounded", "--topic", topic, "--out", str(tmp_path / "out"),
             "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "1s",
             "--group", group, "--brokers", broker.target.bootstrap_servers]  # fmt: skip
-    with cli_process(*args, stderr=subprocess.PIPE) as process:
+    with cli_process(*args, stderr=subprocess.PIPE, start_new_session=True) as process:
         _wait_for(lambda: _committed(broker, topic, group) == ends, "no durable commit")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        _stop(process, how)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    assert "stopped on request" in stderr
     assert _committed(broker, topic, group) == ends
 
 
