@@ -25,12 +25,15 @@ DEFAULT_LOG_FORMAT = "text"
 
 class _JsonLines(logging.Formatter):
     """One JSON object per record, for log collectors: ``time`` (UTC, ISO 8601),
-    ``level``, ``logger`` and ``message`` (secrets masked before encoding)."""
+    ``level``, ``logger`` and ``message`` (secrets masked before encoding), and a status
+    line's figures as ``status`` (given as ``extra={"status": ...}``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         fields = {"time": moment, "level": record.levelname.lower(), "logger": record.name}
-        return json.dumps({**fields, "message": scrub(record.getMessage())})
+        status = getattr(record, "status", None)
+        extra = {} if status is None else {"status": status}
+        return json.dumps({**fields, "message": scrub(record.getMessage()), **extra})
 
 
 class _AboveProgress(logging.Handler):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import threading
 import time
@@ -14,9 +12,6 @@ from common.secrets import scrub
 
 _TTY_INTERVAL_S = 0.5
 _LOG_INTERVAL_S = 5.0
-PROGRESS_FORMAT_ENV = "EVENTLAKE_PROGRESS_FORMAT"
-"""Set to ``json`` (by a supervising process), progress is reported as JSON lines
-``{"progress": label, "count": N}`` every :data:`_TTY_INTERVAL_S` instead of text."""
 
 
 def note(line: str, stream: IO[str] | None = None) -> None:
@@ -31,9 +26,9 @@ class Progress:
     """Counts units of work and shows ``label: N events, R/s`` while it runs.
 
     On a terminal the line updates in place; elsewhere (CI logs, pipes) a new
-    line is written every few seconds; for a supervisor, JSON lines (see
-    :data:`PROGRESS_FORMAT_ENV`). Thread-safe: bytewax workers in one
-    process may share one instance. ``finish`` prints the summary line.
+    line is written every few seconds. Thread-safe: threads may share one instance.
+    ``finish`` prints the summary line. (A flow's run shows a status line instead:
+    :mod:`flows.runtime.status_line`.)
     """
 
     def __init__(
@@ -53,8 +48,7 @@ class Progress:
         self._started = clock()
         self._last_shown = self._started
         self._tty = stream.isatty()
-        self._json = os.environ.get(PROGRESS_FORMAT_ENV) == "json"
-        self._interval = _TTY_INTERVAL_S if self._tty or self._json else _LOG_INTERVAL_S
+        self._interval = _TTY_INTERVAL_S if self._tty else _LOG_INTERVAL_S
         self._lock = threading.Lock()
 
     def advance(self, units: int) -> None:
@@ -90,10 +84,7 @@ class Progress:
 
     def _show(self, line: str, final: bool) -> None:
         line = scrub(line)
-        if self._json:
-            line = json.dumps({"progress": self.label, "count": self.count, "final": final})
-            self._stream.write(line + "\n")
-        elif self._tty:
+        if self._tty:
             end = "\n" if final else ""
             self._stream.write(f"\r\033[K{line}{end}")
         else:

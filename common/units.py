@@ -58,6 +58,19 @@ def shown_duration(seconds: float | None) -> str:
     return f"{seconds:g}s"
 
 
+def shown_age(seconds: float) -> str:
+    """How long ago, to the two largest units: ``0.4s``, ``45s``, ``3m12s``, ``2h05m``,
+    ``3d04h``."""
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.1f}s"
+    whole = int(seconds)
+    for unit, size, smaller, smaller_size in (("d", 86_400, "h", 3600), ("h", 3600, "m", 60),
+                                              ("m", 60, "s", 1)):  # fmt: skip
+        if whole >= size:
+            return f"{whole // size}{unit}{whole % size // smaller_size:02d}{smaller}"
+    return f"{whole}s"
+
+
 def percent_label(quantile: float) -> str:
     """A quantile as a percent in a column name: ``p99`` for 0.99, ``p99_9`` for 0.999."""
     label = f"{quantile * 100:g}".replace(".", "_")

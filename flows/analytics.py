@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 
-from common.progress import Progress
+from common.metrics import RunMetrics
 from common.units import UTC_MICROS, micros
 from flows.engine.aggregations import Count, Distinct, Stat, TopK
 from flows.engine.tables import TableSpec
@@ -125,14 +125,14 @@ def sessions_spec(gap_s: float) -> TableSpec:
 
 
 def build_flow(
-    settings: FlowSettings, progress: Progress | None = None, io: FlowIO = KAFKA_TO_PARQUET
+    settings: FlowSettings, metrics: RunMetrics | None = None, io: FlowIO = KAFKA_TO_PARQUET
 ) -> Dataflow:
     """The analytics dataflow, writing its :data:`TABLES` under ``settings.out``."""
     specs = [
         revenue_spec(settings.window_s or DEFAULT_WINDOW_S, settings.slide_s or DEFAULT_SLIDE_S),
         sessions_spec(settings.session_gap_s or DEFAULT_SESSION_GAP_S),
     ]
-    return build_pipeline("analytics", settings, DECODER, specs, progress, io).flow
+    return build_pipeline("analytics", settings, DECODER, specs, metrics, io).flow
 
 
 FLOW = Flow("analytics", DEFAULT_TOPIC, TABLES, build_flow)

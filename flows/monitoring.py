@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 
-from common.progress import Progress
+from common.metrics import RunMetrics
 from common.units import micros
 from flows.alerts import ALERT_SCHEMA, AlertRules, Baselines, evaluate
 from flows.engine.aggregations import Count, Quantiles, Stat
@@ -75,11 +75,11 @@ def metrics_spec(window_s: float) -> TableSpec:
 
 
 def build_flow(
-    settings: FlowSettings, progress: Progress | None = None, io: FlowIO = KAFKA_TO_PARQUET
+    settings: FlowSettings, metrics: RunMetrics | None = None, io: FlowIO = KAFKA_TO_PARQUET
 ) -> Dataflow:
     """The monitoring dataflow, writing its :data:`TABLES` under ``settings.out``."""
     spec = metrics_spec(settings.window_s or DEFAULT_WINDOW_S)
-    pipeline = build_pipeline("monitoring", settings, DECODER, [spec], progress, io)
+    pipeline = build_pipeline("monitoring", settings, DECODER, [spec], metrics, io)
     rules = AlertRules()
 
     def alert(baselines: Baselines | None, windows: pa.Table) -> tuple[Baselines, pa.Table]:

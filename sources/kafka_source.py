@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from common.errors import BrokerError
 from common.log import LOGGER
-from common.progress import Progress
+from common.metrics import RunMetrics
 from sources.batches import DecodedBatch, RawBatch
 from sources.connection import patiently, require_topic
 from sources.consumer_config import consumer_config
@@ -33,6 +33,7 @@ from sources.kafka_health import (
     gap_error,
     gap_row,
 )
+from sources.newest_event import NewestEvent, latest
 from sources.offset_commits import GroupCommits, PartitionCommits
 from sources.target import KafkaTarget
 
@@ -40,6 +41,9 @@ BATCH_SIZE = 10_000
 POLL_TIMEOUT_S = 0.0  # take what librdkafka has prefetched; never block the worker
 EMPTY_POLL_PAUSE = timedelta(milliseconds=50)
 HEARTBEAT_S = 1.0
+END_REFRESH_S = 2.0
+"""How often a reader looks at its partition's end offset (for the lag): the end
+librdkafka last fetched, so it costs no request."""
 WATERMARK_TIMEOUT_S = 10.0
 _OFFSET_GONE = (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE)
 
@@ -72,33 +76,12 @@ class ReadOptions:
     """Where to commit offsets for Kafka's lag tools; None commits nothing."""
 
 
-class NewestEvent:
-    """The newest event time the readers of one source in this process have seen, and
-    the partitions they read."""
-
-    def __init__(self) -> None:
-        self.value: int | None = None
-        self.partitions: set[int] = set()
-        self._lock = threading.Lock()
-
-    def observe(self, time_us: int) -> None:
-        """Record a partition's newest event time."""
-        with self._lock:
-            if self.value is None or time_us > self.value:
-                self.value = time_us
-
-    def global_bound(self, partitions: int) -> int | None:
-        """The newest event time read, if this process reads every one of ``partitions``
-        (then no shard's watermark has passed it); None if some are read elsewhere."""
-        return self.value if len(self.partitions) == partitions else None
-
-
 @dataclass(frozen=True)
 class _Shared:
-    """What a source's readers in one process share: progress, Kafka outages, the
+    """What a source's readers in one process share: its figures, Kafka outages, the
     newest event time."""
 
-    progress: Progress | None
+    metrics: RunMetrics
     outage: OutageReport
     newest: NewestEvent
 
@@ -124,7 +107,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._stop = options.stop
         self._on_gap = options.on_gap
         self._shared = shared
-        self._progress = shared.progress
+        self._metrics = shared.metrics
         self._outage = shared.outage
         self._returned = False
         first = template.partition == 0
@@ -133,6 +116,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._gap_pending = False
         self._ended = False
         self._last_data = self._last_emit = time.monotonic()
+        self._end_seen_at = -END_REFRESH_S
         self._idle_sent = False
         self._awake_at: datetime | None = None
         self._commits = None if options.commits is None else PartitionCommits(
@@ -144,6 +128,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             raise StopIteration
         if self._watch is not None:
             self._watch.check(self._consumer)
+        self._see_end()
         if self._stop is not None and self._stop.is_set():
             self._ended = True
             last = replace(self._template, stopping=True, prior_max_us=self._position.max_us)
@@ -160,9 +145,17 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._ended = at_end
         self._last_data = self._last_emit = time.monotonic()
         self._idle_sent = False
-        if self._progress is not None:
-            self._progress.advance(len(raw))
         return [batch]
+
+    def _see_end(self) -> None:
+        """Tell the metrics the partition's end offset, at most every :data:`END_REFRESH_S`."""
+        now = time.monotonic()
+        if now - self._end_seen_at < END_REFRESH_S:
+            return
+        self._end_seen_at = now
+        partition = TopicPartition(self._template.topic, self._template.partition)
+        _, end = self._consumer.get_watermark_offsets(partition, cached=True)
+        self._metrics.polled(self._template.partition, end if end >= 0 else None)
 
     def _data_batch(self, raw: RawBatch, at_end: bool) -> DecodedBatch:
         """``raw`` decoded, with the partition's progress; moves the position on."""
@@ -180,7 +173,10 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             gaps=self._gaps,
         )
         self._gaps = []
-        max_us = _latest(self._position.max_us, decoded.max_us)
+        self._metrics.read(
+            t.partition, len(raw), self._position.next_offset, len(decoded.dead_letters)
+        )
+        max_us = latest(self._position.max_us, decoded.max_us)
         self._position = replace(self._position, max_us=max_us)
         if max_us is not None:
             self._shared.newest.observe(max_us)
@@ -283,8 +279,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             "the gaps table, reading on", f"{expected:,}", f"{first_available - 1:,}", topic,
             partition,
         )  # fmt: skip
-        if self._progress is not None and self._stop_at is not None:
-            self._progress.expect(expected - first_available)
+        self._metrics.gap(partition, first_available - expected, first_available)
         self._position = replace(self._position, next_offset=first_available)
 
     def _assign(self) -> None:
@@ -319,12 +314,6 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._consumer.close()
 
 
-def _latest(left: int | None, right: int | None) -> int | None:
-    if left is None or right is None:
-        return left if right is None else right
-    return max(left, right)
-
-
 class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
     """All partitions of ``topic``, read in decoded batches from the earliest offset.
 
@@ -338,13 +327,14 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         topic: str,
         decoder: JsonDecoder,
         options: ReadOptions,
-        progress: Progress | None = None,
+        metrics: RunMetrics | None = None,
     ) -> None:
         self._target = target
         self._topic = topic
         self._decoder = decoder
         self._options = options
-        self._shared = _Shared(progress, OutageReport(target.bootstrap_servers), NewestEvent())
+        outage = OutageReport(target.bootstrap_servers)
+        self._shared = _Shared(metrics or RunMetrics(), outage, NewestEvent())
         self._partitions: int | None = None
 
     def list_parts(self) -> list[str]:
@@ -381,9 +371,7 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         position = resume_state or PartitionPosition(low)
         position = replace(position, execution=self._options.execution)
         stop_at = high if self._options.bounded else None
-        progress = self._shared.progress
-        if stop_at is not None and progress is not None:
-            progress.expect(stop_at - position.next_offset)
+        self._shared.metrics.opened(index, position.next_offset, high, stop_at)
         template = DecodedBatch(
             self._decoder.schema.empty_table(),
             topic=self._topic,

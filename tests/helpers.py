@@ -6,6 +6,7 @@ import contextlib
 import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from subprocess import Popen
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.progress import Progress
 from sinks.recovery_store import resume_epoch
@@ -157,3 +159,26 @@ def wait_for_a_commit(recovery_dir: Path, before: int, process: subprocess.Popen
     while (resume_epoch(recovery_dir) or 0) <= before and process.poll() is None:
         assert time.monotonic() < deadline, "no snapshot was ever committed"
         time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A local TCP port that was free when chosen."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def busy_port() -> Iterator[int]:
+    """A local TCP port some other socket listens on while inside."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text format parsed into (name, sorted labels) → value."""
+    families = text_string_to_metric_families(text)
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in families for sample in family.samples}  # fmt: skip

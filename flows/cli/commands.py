@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -17,14 +17,17 @@ import pyarrow as pa
 
 from common.errors import BrokerError, ConfigError, InterruptedRunError
 from common.log import LOGGER
+from common.metrics import RunFigures, RunMetrics
 from common.progress import Progress
 from common.secrets import scrub
 from flows.runtime.checkpoints import owned, prepare
 from flows.runtime.dataflow import SOURCE_STEP
 from flows.runtime.flow import Flow
+from flows.runtime.metrics_endpoint import serving_metrics
 from flows.runtime.offsets import commit_durable_offsets
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings, ProduceSettings
+from flows.runtime.status_line import CheckpointWatch, LiveRun, StatusLine
 from flows.runtime.supervisor import Supervisor
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
@@ -105,47 +108,64 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
     """:func:`run_command` once this process owns the recovery directory."""
     recovery, epoch_interval, resumed_from = None, None, None
     if settings.checkpointing is None:
-        status = "no --recovery-dir, so a crash loses this run's progress"
+        start = "no --recovery-dir, so a crash loses this run's progress"
     else:
         recovery, resumed_from = prepare(settings.checkpointing)
         epoch_interval = timedelta(seconds=settings.checkpointing.snapshot_interval_s)
         where = settings.checkpointing.directory
-        status = f"starting fresh with checkpoints in {where}"
+        start = f"starting fresh with checkpoints in {where}"
         if resumed_from is not None:
-            status = f"resuming from epoch {resumed_from} in {where}"
-    name = flow.name
-    progress = Progress(f"run {name}")
-    with _stop_on_signals() as stop:
-        dataflow = flow.build(replace(settings, stop=stop), progress)  # checks the definition
+            start = f"resuming from epoch {resumed_from} in {where}"
+    name, metrics = flow.name, RunMetrics()
+    with _stop_on_signals() as stop, _watched(name, settings, metrics.figures) as status:
+        dataflow = flow.build(replace(settings, stop=stop), metrics)  # checks the definition
         if resumed_from is None:
             _refuse_earlier_output(settings.out, flow.tables)
-        LOGGER.info("run %s: %s", name, status)
+        LOGGER.info("run %s: %s", name, start)
         try:
             run_dataflow(dataflow, settings.workers, epoch_interval, recovery, settings.processes)
         finally:  # the last epochs' files wait for their snapshots, durable by now
             for table in flow.tables:
                 _publish_last_rolls(settings.out / table)
         commit_durable_offsets(settings, dataflow.flow_id, f"{dataflow.flow_id}.{SOURCE_STEP}")
-    if stop.is_set():
-        _report_stop(name, settings, progress)
-    elif settings.bounded and resumed_from is not None and progress.count == 0:
-        progress.finish(f"already complete: nothing new to read; output under {settings.out}/")
-    else:
-        progress.finish(_summary(flow, settings))
+        if stop.is_set():
+            _report_stop(name, settings, status)
+        elif settings.bounded and resumed_from is not None and status.events() == 0:
+            status.finish(f"already complete: nothing new to read; output under {settings.out}/")
+        else:
+            status.finish(_summary(flow, settings))
 
 
 def _supervise(flow: Flow, settings: FlowSettings) -> None:
     """Run the flow as ``settings.processes.spawn`` local processes, each this command
-    again; one line of progress for them all."""
+    again; one status line (and one ``/metrics``) for them all."""
     name, count = flow.name, settings.processes.spawn
     LOGGER.info("run %s: starting %s processes of one run", name, count)
-    progress = Progress(f"run {name}")
-    with _stop_on_signals() as stop:
-        Supervisor(count, sys.argv[1:], progress).run(stop)
-    if stop.is_set():
-        _report_stop(name, settings, progress)
-    else:
-        progress.finish(_summary(flow, settings))
+    supervisor = Supervisor(count, sys.argv[1:])
+    with _stop_on_signals() as stop, _watched(name, settings, supervisor.figures) as status:
+        supervisor.run(stop)
+        if stop.is_set():
+            _report_stop(name, settings, status)
+        else:
+            status.finish(_summary(flow, settings))
+
+
+@contextlib.contextmanager
+def _watched(
+    name: str, settings: FlowSettings, figures: Callable[[], RunFigures]
+) -> Iterator[StatusLine]:
+    """The run's status line, and its ``/metrics`` if asked for, while inside."""
+    with contextlib.ExitStack() as stack:
+        run = LiveRun(name, settings.topic, figures)
+        if settings.checkpointing is not None:
+            checkpoints = CheckpointWatch(settings.checkpointing.directory)
+            stack.callback(checkpoints.close)
+            run = replace(run, checkpoint=checkpoints.latest)
+        port = settings.watching.metrics_port
+        if port is not None:
+            stack.enter_context(serving_metrics(port, run))
+        interval = settings.watching.status_interval_s
+        yield stack.enter_context(StatusLine(f"run {name}", run, interval))
 
 
 def _publish_last_rolls(table_dir: Path) -> None:
@@ -166,14 +186,14 @@ def _summary(flow: Flow, settings: FlowSettings) -> str:
     return f"rows under {settings.out}/: {written}{lost}"
 
 
-def _report_stop(name: str, settings: FlowSettings, progress: Progress) -> None:
+def _report_stop(name: str, settings: FlowSettings, status: StatusLine) -> None:
     """Say how a run stopped by a signal ended; InterruptedRunError if it was bounded."""
     resume = "the same command resumes it" if settings.checkpointing else "it cannot resume"
     summary = f"stopped on request with every buffered row written; {resume}"
     if settings.bounded:
-        progress.finish()
+        status.finish()
         raise InterruptedRunError(f"run {name} interrupted before the end of its input; {resume}")
-    progress.finish(summary)
+    status.finish(summary)
 
 
 def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:

@@ -13,7 +13,7 @@ from common.units import shown_duration, shown_size
 from flows.cli.params import ByteSize, Duration, Flag, env_option, option_group
 from flows.runtime.checkpoints import DEFAULT_RECOVERY_PARTITIONS, Checkpointing
 from flows.runtime.runner import Processes, parse_processes
-from flows.runtime.settings import RunOptions, Runtime
+from flows.runtime.settings import RunOptions, Runtime, Watching
 from sinks.directories import PARTITION_BY, PartitionBy
 from sinks.table_sink import COMPRESSIONS, RollingPolicy
 from sources.broker import DEFAULT_STATE_FILE
@@ -329,6 +329,7 @@ def _runtime(
     kafka: dict[str, str],
     group: str | None,
     commit_offsets: bool,
+    watching: Watching,
 ) -> Runtime:
     """The run options; ConfigError if ``--out`` is a file."""
     if out.exists() and not out.is_dir():
@@ -338,8 +339,33 @@ def _runtime(
         idle_timeout_s=idle_timeout, batch_size=batch_size, rolling=rolling,
         checkpointing=checkpointing, processes=processes, on_gap=on_gap, brokers=brokers,
         state_file=state_file, broker_timeout_s=broker_timeout, kafka=kafka, group=group,
-        commit_offsets=commit_offsets,
+        commit_offsets=commit_offsets, watching=watching,
     )  # fmt: skip
+
+
+watching_options = option_group(
+    "watching",
+    [
+        env_option(
+            "--status-interval",
+            env="STATUS_INTERVAL",
+            type=Duration(),
+            default=shown_duration(Watching.status_interval_s),
+            help="How often the status line (events/s, lag, watermark, windows, rows, "
+            "checkpoint) is logged when stderr is not a terminal; on one it updates in place.",
+        ),
+        env_option(
+            "--metrics-port",
+            env="METRICS_PORT",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="Serve the run's figures as Prometheus metrics on :PORT/metrics, and "
+            "/healthz for liveness probes. [default: none]",
+        ),
+    ],
+    lambda status_interval, metrics_port: Watching(status_interval, metrics_port),
+)
+"""``--status-interval`` and ``--metrics-port``, passed as ``watching``."""
 
 
 def runtime_options(command: Callable[..., Any]) -> Any:
@@ -347,6 +373,6 @@ def runtime_options(command: Callable[..., Any]) -> Any:
     cluster), passed to ``command`` as ``runtime``."""
     decorated = option_group("runtime", _RUNTIME_FLAGS, _runtime)(command)
     groups = (state_file_option, brokers_option, kafka_options, cluster_options, recovery_options)
-    for group in (*groups, rolling_options):
+    for group in (*groups, rolling_options, watching_options):
         decorated = group(decorated)
     return decorated

@@ -8,7 +8,7 @@ lag), and the output tables.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from common.errors import ConfigError
 from common.log import LOGGER
-from flows.runtime.checkpoints import holders
+from flows.runtime.checkpoints import holders, last_written
 from flows.runtime.dataflow import SOURCE_STEP
 from flows.runtime.run_definition import recorded_definition
 from sinks.inspect import summarize
@@ -44,7 +44,8 @@ def run_status(recovery_dir: Path, out: Path | None, target: KafkaTarget | None)
     ]  # fmt: skip
     return {
         "recovery_dir": str(recovery_dir), "flow": flow, "topic": topic, "out": str(out),
-        "resume_epoch": resume_epoch(recovery_dir), "checkpointed_at": _last_write(recovery_dir),
+        "resume_epoch": resume_epoch(recovery_dir),
+        "checkpointed_at": _iso(last_written(recovery_dir)),
         "running": holders(recovery_dir), "partitions": partitions,
         "lag": sum(p["lag"] for p in partitions) if reached else None,
         "tables": _tables(out),
@@ -80,12 +81,8 @@ def _end_offsets(target: KafkaTarget, topic: str, partitions: list[int]) -> dict
         consumer.close()
 
 
-def _last_write(recovery_dir: Path) -> str | None:
-    """When the recovery partitions were last written (UTC, ISO 8601)."""
-    times = [path.stat().st_mtime for path in recovery_dir.glob("part-*.sqlite3*")]
-    if not times:
-        return None
-    return datetime.fromtimestamp(max(times), UTC).isoformat(timespec="seconds")
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 def render_status(status: dict[str, Any], as_json: bool) -> str:

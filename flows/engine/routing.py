@@ -60,10 +60,12 @@ def _shard_of_text(text: str) -> int:
 
 @dataclass(frozen=True)
 class Windowed:
-    """The streams of one windowed table: closed-window rows (keyed by shard), late rows."""
+    """The streams of one windowed table: closed-window rows and late rows (keyed by
+    shard), and everything each shard emitted (where it stands, for the run's figures)."""
 
     rows: Stream[tuple[str, pa.Table]]
     late: Stream[tuple[str, pa.Table]]
+    emitted: Stream[tuple[str, Emitted]]
 
 
 def late_schema(event_schema: pa.Schema) -> pa.Schema:
@@ -189,14 +191,16 @@ def windowed(
     def advance(shard: Shard | None, item: ShardInput) -> tuple[Shard, list[Emitted]]:
         shard = shard or new_shard(spec, lateness_us)
         shard.clock.lateness_us = lateness_us  # --lateness may change between runs
-        return shard, [shard.process(spec, item)]
+        emitted = shard.process(spec, item)
+        emitted.watermark, emitted.open_windows = shard.watermark, shard.open_windows()
+        return shard, [emitted]
 
     emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)
     rows = op.flat_map_value(
         f"{step_id}_rows", emitted, lambda out: [] if out.closed is None else [out.closed]
     )
     late = op.flat_map_value(f"{step_id}_late", emitted, lambda out: late_rows(spec, out))
-    return Windowed(rows, late)
+    return Windowed(rows, late, emitted)
 
 
 def late_rows(spec: TableSpec, emitted: Emitted) -> list[pa.Table]:

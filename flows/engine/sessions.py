@@ -165,6 +165,9 @@ class SessionShard(Shard):
                 emitted.closed = self._close(spec)
         return emitted
 
+    def open_windows(self) -> int:
+        return 0 if self.open is None else len(self.open)
+
     def _absorb(self, spec: TableSpec, events: pa.Table) -> None:
         """Merge ``events`` (with ``window_start``, their event time) into the open sessions."""
         if not events.num_rows:

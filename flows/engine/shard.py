@@ -106,12 +106,16 @@ class PartitionClock:
 @dataclass
 class Emitted:
     """What a shard hands downstream after one batch: output rows of the windows it
-    closed (None if none), and late rows."""
+    closed (None if none), late rows, and where the shard stands."""
 
     closed: pa.Table | None = None
     late: pa.Table | None = None
     late_watermark: int = NEVER
     """The watermark the late rows were judged against."""
+    watermark: int = NEVER
+    """The shard's watermark after the batch."""
+    open_windows: int = 0
+    """Windows (or sessions) open in the shard after the batch."""
 
 
 @dataclass
@@ -164,6 +168,10 @@ class Shard(ABC):
     @abstractmethod
     def process(self, spec: TableSpec, batch: ShardInput) -> Emitted:
         """Merge a batch, advance the watermark, and emit the windows it closed."""
+
+    @abstractmethod
+    def open_windows(self) -> int:
+        """How many windows (sessions) are open; rows held but not merged yet not counted."""
 
     @abstractmethod
     def _absorb(self, spec: TableSpec, rows: pa.Table) -> None:
@@ -233,6 +241,9 @@ class WindowShard(Shard):
             closed = self._close(self.watermark)
             emitted.closed = spec.rows(closed) if closed else None
         return emitted
+
+    def open_windows(self) -> int:
+        return sum(len(windows) for windows in self._closing.values())
 
     def _absorb(self, spec: TableSpec, rows: pa.Table) -> None:
         for partial in _grouped(spec, rows):

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from bytewax.dataflow import Dataflow
 
 from common.errors import ConfigError
-from common.progress import Progress
+from common.metrics import RunMetrics
 from flows.engine.tables import TableSpec
 from flows.pipelines.config import AggregationConfig, PipelineConfig
 from flows.runtime.dataflow import KAFKA_TO_PARQUET, SHARED_TABLES, FlowIO, build_pipeline
@@ -42,9 +42,9 @@ def pipeline_flow(pipeline: PipelineConfig, name: str = DATAFLOW_NAME) -> Flow:
     specs = [_spec(table, decoder.schema) for table in pipeline.tables]
 
     def build(
-        settings: FlowSettings, progress: Progress | None = None, io: FlowIO = KAFKA_TO_PARQUET
+        settings: FlowSettings, metrics: RunMetrics | None = None, io: FlowIO = KAFKA_TO_PARQUET
     ) -> Dataflow:
-        flow = build_pipeline(DATAFLOW_NAME, settings, decoder, specs, progress, io).flow
+        flow = build_pipeline(DATAFLOW_NAME, settings, decoder, specs, metrics, io).flow
         _check_output(specs, settings.out)
         return flow
 

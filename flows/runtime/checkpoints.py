@@ -99,6 +99,12 @@ def holders(directory: Path) -> list[dict[str, Any]]:
     return [_read_owner(lock) for lock in locks if _held(lock)]
 
 
+def last_written(directory: Path) -> datetime | None:
+    """When the recovery partitions were last written (a checkpoint); None before any."""
+    times = [path.stat().st_mtime for path in directory.glob("part-*.sqlite3*")]
+    return datetime.fromtimestamp(max(times), UTC) if times else None
+
+
 def _held(lock_path: Path) -> bool:
     with lock_path.open("a") as lock:
         return not lock_now(lock, fcntl.LOCK_SH)

@@ -14,9 +14,10 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
 from common.log import LOGGER
-from common.progress import Progress
+from common.metrics import RunMetrics
 from common.units import micros
 from flows.engine.routing import Windowed, late_schema, windowed
+from flows.engine.shard import NEVER, Emitted
 from flows.engine.tables import TableSpec
 from flows.engine.windows import reach_us
 from flows.runtime.checkpoints import ResumePoint, resume_point
@@ -36,19 +37,18 @@ from sources.event_time import TimeGuard
 from sources.kafka_source import KafkaBatchSource, ReadOptions
 from sources.offset_commits import GroupCommits
 
-SourceFactory = Callable[
-    [FlowSettings, JsonDecoder, ReadOptions, Progress | None], Source[DecodedBatch]
-]
-"""Makes a flow's source: batches of its topic, decoded with the decoder given."""
+SourceFactory = Callable[[FlowSettings, JsonDecoder, ReadOptions, RunMetrics], Source[DecodedBatch]]
+"""Makes a flow's source: batches of its topic, decoded with the decoder given, its
+figures recorded in the metrics given."""
 SinkFactory = Callable[[Path, pa.Schema, str, FlowSettings], ParquetTableSink]
 """Makes the sink of one table: its directory, schema and time column."""
 
 
 def kafka_source(
-    settings: FlowSettings, decoder: JsonDecoder, options: ReadOptions, progress: Progress | None
+    settings: FlowSettings, decoder: JsonDecoder, options: ReadOptions, metrics: RunMetrics
 ) -> Source[DecodedBatch]:
     """The flow's topic on its Kafka cluster, one bytewax partition per Kafka partition."""
-    return KafkaBatchSource(settings.target, settings.topic, decoder, options, progress)
+    return KafkaBatchSource(settings.target, settings.topic, decoder, options, metrics)
 
 
 def parquet_sink(
@@ -87,6 +87,7 @@ class Pipeline:
     tables: dict[str, Windowed]
     settings: FlowSettings
     io: FlowIO
+    metrics: RunMetrics
     signals: Stream[tuple[str, SinkItem]]
     """For every sink partition: END_OF_INPUT whenever a source partition ends, and a
     TICK at most every :data:`TICK_INTERVAL_S` per process while batches come."""
@@ -100,8 +101,24 @@ class Pipeline:
     ) -> None:
         """Write keyed ``rows`` exactly once to ``out/<table>/`` with the fixed ``schema``."""
         sink = self.io.sink(self.settings.out / table, schema, time_column, self.settings)
+        op.inspect(f"{table}_counted", rows, lambda _, item: self._count(table, item))
         placed = op.flat_map(f"{table}_by_directory", rows, sink.route)
         op.output(table, op.merge(f"{table}_with_signals", placed, self.signals), sink)
+
+    def observe(self, table: str, windowed: Windowed) -> None:
+        """Record where each shard of windowed ``table`` stands after every batch."""
+
+        def record(_step: str, item: tuple[str, Emitted]) -> None:
+            shard, emitted = item
+            late = 0 if emitted.late is None else emitted.late.num_rows
+            watermark = None if emitted.watermark == NEVER else emitted.watermark
+            self.metrics.shard(table, int(shard), watermark, emitted.open_windows, late)
+
+        op.inspect(f"{table}_figures", windowed.emitted, record)
+
+    def _count(self, table: str, item: tuple[str, pa.Table]) -> None:
+        key, rows = item
+        self.metrics.rows(table, key, rows.num_rows)
 
 
 def _dead_letters(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
@@ -137,20 +154,21 @@ def build_pipeline(
     settings: FlowSettings,
     decoder: JsonDecoder,
     specs: Sequence[TableSpec],
-    progress: Progress | None,
+    metrics: RunMetrics | None = None,
     io: FlowIO = KAFKA_TO_PARQUET,
 ) -> Pipeline:
     """Source, dead letters, every table of ``specs`` and the late table, all written
-    (where ``io`` says)."""
+    (where ``io`` says); the run's figures recorded in ``metrics`` if given."""
+    metrics = metrics or RunMetrics()
     resumed = _resume_point(name, settings, decoder.time_field, specs)
     flow = Dataflow(name)
     reach = max((reach_us(spec.window) for spec in specs), default=0)
     decoder = decoder.guarded(TimeGuard(settings.max_future_s, reach))
     commits = group_commits(settings, name, f"{name}.{SOURCE_STEP}")
     options = _read_options(settings, resumed.execution, commits)
-    batches = op.input(SOURCE_STEP, flow, io.source(settings, decoder, options, progress))
+    batches = op.input(SOURCE_STEP, flow, io.source(settings, decoder, options, metrics))
     signals = op.flat_map("sink_signals", batches, _Signals())
-    pipeline = Pipeline(flow, {}, settings, io, signals)
+    pipeline = Pipeline(flow, {}, settings, io, metrics, signals)
     dead = op.flat_map("dead", batches, _dead_letters)
     pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
     gaps = op.flat_map("gap_rows", batches, _gaps)
@@ -162,6 +180,7 @@ def build_pipeline(
             spec.name, batches, spec, decoder.time_field, lateness_us, resumed.newest_event_us
         )
         pipeline.tables[spec.name] = table
+        pipeline.observe(spec.name, table)
         pipeline.write(spec.name, table.rows, spec.output_schema())
         late_streams.append(table.late)
     late = op.merge("late_rows", *late_streams)

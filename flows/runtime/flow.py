@@ -8,7 +8,7 @@ from typing import Protocol
 
 from bytewax.dataflow import Dataflow
 
-from common.progress import Progress
+from common.metrics import RunMetrics
 from flows.runtime.dataflow import KAFKA_TO_PARQUET, FlowIO
 from flows.runtime.settings import FlowSettings
 
@@ -19,7 +19,7 @@ class BuildFlow(Protocol):
     def __call__(
         self,
         settings: FlowSettings,
-        progress: Progress | None = None,
+        metrics: RunMetrics | None = None,
         io: FlowIO = KAFKA_TO_PARQUET,
     ) -> Dataflow:
         """The dataflow reading and writing where ``io`` says; ConfigError if ``settings``

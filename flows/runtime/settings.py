@@ -26,6 +26,16 @@ DEFAULT_ROLLING = RollingPolicy()
 
 
 @dataclass(frozen=True)
+class Watching:
+    """How a run shows where it stands (:mod:`flows.runtime.status_line`)."""
+
+    status_interval_s: float = 10.0
+    """How often the status line is logged when stderr is not a terminal."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics and ``/healthz`` on this port; None: no endpoint."""
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How any flow runs: the options ``run`` and ``aggregate`` share."""
 
@@ -56,6 +66,8 @@ class RunOptions:
     tools; None: ``eventlake-<flow>-<topic>``."""
     commit_offsets: bool = True
     """Commit offsets to :attr:`group` (the checkpoint stays what a resume reads)."""
+    watching: Watching = Watching()
+    """The status line and the metrics endpoint."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,9 +2,9 @@
 
 Each child is this command again with ``-i K -a ADDRESSES`` (free local ports) in
 place of ``--processes``, so it checks, resumes and writes exactly as a process
-started by hand would. The supervisor merges the children's progress into one
-line and forwards their other output prefixed with their index. When one child
-fails, the others are stopped (SIGTERM, then SIGKILL after
+started by hand would. The supervisor merges the children's figures into one
+status line (and one ``/metrics``) and forwards their other output prefixed with
+their index. When one child fails, the others are stopped (SIGTERM, then SIGKILL after
 :data:`STOP_GRACE_S`) and the command fails naming it; SIGINT/SIGTERM stop every
 child with a final snapshot.
 """
@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from common.errors import ClusterError, ConfigError
-from common.progress import PROGRESS_FORMAT_ENV, Progress, note
+from common.metrics import RunFigures
+from common.progress import note
+from flows.runtime.status_line import STATUS_FORMAT_ENV
 
 STOP_GRACE_S = 20.0
 """How long stopped children may take to snapshot and exit before they are killed."""
@@ -45,16 +47,22 @@ def free_addresses(count: int) -> tuple[str, ...]:
             sock.close()
 
 
+SUPERVISOR_FLAGS = ("--processes", "--metrics-port")
+"""What the supervisor does itself: its children get neither flag."""
+METRICS_PORT_ENV = "EVENTLAKE_METRICS_PORT"
+
+
 def child_arguments(arguments: Sequence[str]) -> list[str]:
-    """The command-line arguments of a child: ``arguments`` without ``--processes``."""
+    """The command-line arguments of a child: ``arguments`` without
+    :data:`SUPERVISOR_FLAGS`."""
     kept: list[str] = []
     skip_value = False
     for argument in arguments:
         if skip_value:
             skip_value = False
-        elif argument == "--processes":
+        elif argument in SUPERVISOR_FLAGS:
             skip_value = True
-        elif not argument.startswith("--processes="):
+        elif not argument.startswith(tuple(f"{flag}=" for flag in SUPERVISOR_FLAGS)):
             kept.append(argument)
     return kept
 
@@ -65,7 +73,7 @@ class _Child:
 
     index: int
     process: subprocess.Popen[str]
-    count: int = 0
+    figures: RunFigures = field(default_factory=RunFigures)
     last_error: str = ""
     ended_at: float = float("inf")
     """When its output ended (it exited): the first of several failures is the cause."""
@@ -83,10 +91,9 @@ class _Child:
 class Supervisor:
     """Runs ``count`` children of this command and waits for them (see the module)."""
 
-    def __init__(self, count: int, arguments: Sequence[str], progress: Progress) -> None:
+    def __init__(self, count: int, arguments: Sequence[str]) -> None:
         self._count = count
         self._arguments = child_arguments(arguments)
-        self._progress = progress
         self._lock = threading.Lock()
         self._children: list[_Child] = []
 
@@ -109,11 +116,11 @@ class Supervisor:
 
     def _start(self, index: int, addresses: str) -> _Child:
         environment = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != METRICS_PORT_ENV},
             "EVENTLAKE_PROCESSES": "1",
             "EVENTLAKE_PROCESS_ID": str(index),
             "EVENTLAKE_ADDRESSES": addresses,
-            PROGRESS_FORMAT_ENV: "json",
+            STATUS_FORMAT_ENV: "json",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "flows.cli", *self._arguments],
@@ -128,11 +135,19 @@ class Supervisor:
         child.reader.start()
         return child
 
+    def figures(self) -> RunFigures:
+        """The children's latest figures, merged."""
+        with self._lock:
+            merged = RunFigures()
+            for child in self._children:
+                merged = merged.merged(child.figures)
+            return merged
+
     def _read(self, child: _Child) -> None:
-        """Merge the child's progress reports; forward its other lines, prefixed."""
+        """Keep the child's status reports; forward its other lines, prefixed."""
         assert child.process.stderr is not None
         for line in child.process.stderr:
-            report = _progress_report(line)
+            report = status_report(line)
             if report is None:
                 with contextlib.suppress(OSError):  # keep draining if our stderr is gone
                     note(f"process {child.index}: {line.rstrip()}")
@@ -140,8 +155,7 @@ class Supervisor:
                     child.last_error = line.removeprefix("error: ").strip()
                 continue
             with self._lock:
-                advanced, child.count = report - child.count, report
-            self._progress.advance(advanced)
+                child.figures = report
         child.ended_at = time.monotonic()
 
     def _wait(self, stop: threading.Event) -> None:
@@ -180,11 +194,11 @@ def _failed(child: _Child, stopping: bool) -> bool:
     return child.process.returncode not in stops
 
 
-def _progress_report(line: str) -> int | None:
-    """The event count of a child's progress report line; None for any other line."""
-    if not line.startswith('{"progress"'):
+def status_report(line: str) -> RunFigures | None:
+    """The figures of a child's status report line; None for any other line."""
+    if not line.startswith('{"status"'):
         return None
     try:
-        return int(json.loads(line)["count"])
+        return RunFigures.from_json(json.loads(line)["status"])
     except (ValueError, KeyError, TypeError):
         return None

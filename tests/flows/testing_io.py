@@ -30,7 +30,7 @@ def memory_io(partitions: Partitions, batch_size: int = 1000) -> FlowIO:
     """Kafka replaced by ``partitions``, read ``batch_size`` messages at a time."""
 
     def source(
-        _settings: object, decoder: JsonDecoder, options: ReadOptions, _progress: object
+        _settings: object, decoder: JsonDecoder, options: ReadOptions, _metrics: object
     ) -> TestingSource[DecodedBatch]:
         return TestingSource(batches(decoder, partitions, batch_size, options.execution))
 

@@ -49,8 +49,9 @@ def test_processes_start_a_local_run_of_their_own() -> None:
     assert refused.returncode == 2 and "--processes" in refused.stderr
 
 
-def test_a_child_is_the_same_command_without_processes() -> None:
-    arguments = ["run", "x", "--processes", "2", "--out", "o", "--processes=3", "--bounded"]
+def test_a_child_is_the_same_command_without_processes_nor_metrics_port() -> None:
+    arguments = ["run", "x", "--processes", "2", "--out", "o", "--processes=3", "--bounded",
+                 "--metrics-port", "9100", "--metrics-port=9101"]  # fmt: skip
     assert child_arguments(arguments) == ["run", "x", "--out", "o", "--bounded"]
     addresses = free_addresses(3)
     assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)

@@ -261,3 +261,20 @@ def test_a_keys_shard_does_not_depend_on_the_keys_hashed_before() -> None:
     expected = zlib.crc32(repr((1,)).encode()) % SHARDS
     shard_of((True,))
     assert shard_of((1,)) == expected
+
+
+def test_open_windows_counts_every_open_window_of_every_key() -> None:
+    engine = Engine(Hopping(MINUTE, 30 * S))
+    dense = [(key, second) for second in range(0, 90, 2) for key in "abc"]  # as partials
+    engine.send(0, dense)  # watermark 83: windows ending at 90 and 120 stay open
+
+    def counted() -> int:
+        return sum(shard.open_windows() for shard in engine.shards.values())
+
+    def listed() -> int:
+        return sum(len(windows) for shard in engine.shards.values()
+                   for windows in shard.open.values())  # type: ignore[attr-defined]  # fmt: skip
+
+    assert counted() == listed() > 0
+    engine.send(0, [("a", 500)], ended=True)
+    assert counted() == listed() == 0

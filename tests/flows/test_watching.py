@@ -1,0 +1,134 @@
+"""The status line and ``/metrics`` of a run, from figures recorded by hand (the CLI
+tests in ``tests/flows/cli/test_watching_cli.py`` run real flows)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from common.log import LOGGER
+from common.metrics import RunFigures, RunMetrics
+from flows.runtime.metrics_endpoint import METRICS, health, serving_metrics
+from flows.runtime.status_line import (
+    STATUS_FORMAT_ENV,
+    Checkpoint,
+    LiveRun,
+    StatusLine,
+    status_text,
+)
+from flows.runtime.supervisor import status_report
+from tests.helpers import free_port, metric_samples
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+NOON_US = int(datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp() * 1e6)
+
+
+def _figures() -> RunFigures:
+    metrics = RunMetrics()
+    metrics.opened(0, position=0, end=100, stop_at=100)
+    metrics.read(0, events=40, position=40, dead_letters=2)
+    metrics.gap(0, missing=5, position=45)
+    metrics.shard("t", 0, watermark_us=NOON_US, open_windows=7, late_rows=3)
+    metrics.rows("t", "0", 11)
+    metrics.rows("late", "0", 3)
+    return metrics.figures()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_status_line_says_whether_the_run_keeps_up() -> None:
+    now = datetime(2024, 5, 1, 12, 10, tzinfo=UTC)
+    checkpoint = Checkpoint(4, datetime(2024, 5, 1, 12, 9, 30, tzinfo=UTC))
+    line = status_text("run x", _figures(), checkpoint, 1234.4, now)
+    assert line == (
+        "run x: 40/95 events, 1,234 events/s · lag 55 · watermark 2024-05-01 12:00:00 "
+        "(10m00s behind) · open windows 7 · rows t 11 · late 3 · dead letters 2 · gaps 1 · "
+        "checkpoint 4 (30s ago)"
+    )
+    unknown = status_text("run x", RunFigures(), None, 0.0, now)
+    assert "lag ?" in unknown and "watermark none yet" in unknown and "checkpoint" not in unknown
+
+
+def test_on_a_terminal_the_line_updates_in_place() -> None:
+    terminal = _Terminal()
+    with StatusLine("run x", LiveRun("x", "topic", _figures), 10.0, terminal) as status:
+        time.sleep(1.2)  # a terminal's line is redrawn twice a second
+        status.finish("done")
+    shown = terminal.getvalue()
+    assert shown.count("\r\033[K") >= 3 and "lag 55" in shown
+    assert shown.endswith("done\n") and "run x: 40 events" in shown.splitlines()[-1]
+
+
+def test_elsewhere_it_is_logged_with_its_figures(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, LOGGER.name)
+    run = LiveRun("x", "topic", _figures)
+    with StatusLine("run x", run, 0.2, io.StringIO()):
+        time.sleep(0.5)
+    records = [record for record in caplog.records if hasattr(record, "status")]
+    assert records and "lag 55" in records[0].getMessage()
+    assert records[0].status["lag"] == 55 and records[0].status["rows"] == {"t": 11, "late": 3}
+
+
+def test_a_supervised_process_reports_figures_its_supervisor_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(STATUS_FORMAT_ENV, "json")
+    stream, figures = io.StringIO(), _figures()
+    StatusLine("run x", LiveRun("x", "topic", lambda: figures), 10.0, stream).finish()
+    assert status_report(stream.getvalue()) == figures
+    assert status_report("process said something else") is None
+
+
+def test_health_fails_once_no_reader_has_polled_for_a_minute() -> None:
+    figures = _figures()
+    assert figures.active_at is not None
+    assert health(figures, figures.active_at + 30) is None
+    assert "no reader has polled Kafka for 90s" in str(health(figures, figures.active_at + 90))
+    assert health(RunFigures(), 0.0) is None  # still starting
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_metrics_are_served_with_their_labels_and_a_busy_port_is_refused() -> None:
+    port, figures = free_port(), _figures()
+    checkpoint = Checkpoint(4, datetime.now(UTC))
+    run = LiveRun("x", "topic", lambda: figures, lambda: checkpoint)
+    with serving_metrics(port, run):
+        status, text = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        samples = metric_samples(text)
+        part = (("flow", "x"), ("partition", "0"), ("topic", "topic"))
+        table = (("flow", "x"), ("table", "t"))
+        assert samples[("eventlake_events_total", part)] == 40
+        assert samples[("eventlake_consumer_lag", part)] == 55
+        assert samples[("eventlake_rows_total", table)] == 11
+        assert samples[("eventlake_late_rows_total", table)] == 3
+        assert samples[("eventlake_watermark_seconds", table)] == NOON_US / 1e6
+        assert samples[("eventlake_checkpoint_epoch", (("flow", "x"),))] == 4
+        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        with pytest.raises(ConfigError, match=f"--metrics-port {port}"), serving_metrics(port, run):
+            pass
+
+
+def test_the_readme_lists_every_metric() -> None:
+    readme = README.read_text()
+    for served in METRICS:
+        name = f"{served.name}_total" if served.kind == "counter" else served.name
+        assert f"`{name}`" in readme, f"{name} is not in the README"
