@@ -8,11 +8,10 @@ the processes of one run merge by union (:meth:`RunFigures.merged`).
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -23,7 +22,8 @@ class PartitionFigures:
     position: int = 0
     """The next offset to read."""
     end: int | None = None
-    """The partition's end offset (high watermark) when last seen; None before."""
+    """The partition's end offset (high watermark) as last fetched, and never below
+    the position (a fetch may be older than the batch just read); None before."""
     stop_at: int | None = None
     """Where a bounded read stops; None when unbounded."""
     events: int = 0
@@ -52,6 +52,8 @@ class RunFigures:
     """A snapshot of a run's figures, and what they add up to."""
 
     partitions: dict[int, PartitionFigures] = field(default_factory=dict)
+    partition_count: int = 0
+    """The topic's partitions: until each has reported, lag and total are unknown."""
     shards: dict[tuple[str, int], ShardFigures] = field(default_factory=dict)
     """By (table, shard)."""
     rows: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -64,10 +66,25 @@ class RunFigures:
         active = [at for at in (self.active_at, other.active_at) if at is not None]
         return RunFigures(
             {**self.partitions, **other.partitions},
+            max(self.partition_count, other.partition_count),
             {**self.shards, **other.shards},
             {**self.rows, **other.rows},
-            min(active, default=None),
+            max(active, default=None),
         )
+
+    def copy(self) -> RunFigures:
+        """A copy that later recording does not change."""
+        return RunFigures(
+            {part: replace(figures) for part, figures in self.partitions.items()},
+            self.partition_count,
+            {key: replace(figures) for key, figures in self.shards.items()},
+            dict(self.rows),
+            self.active_at,
+        )
+
+    def complete(self) -> bool:
+        """Whether every partition of the topic has reported."""
+        return 0 < self.partition_count <= len(self.partitions)
 
     def events(self) -> int:
         """Messages read, dead letters included."""
@@ -76,14 +93,14 @@ class RunFigures:
     def lag(self) -> int | None:
         """Consumer lag summed over partitions; None until every partition's end is known."""
         lags = [part.lag() for part in self.partitions.values()]
-        return None if not lags or None in lags else sum(lag or 0 for lag in lags)
+        return None if not self.complete() or None in lags else sum(lag or 0 for lag in lags)
 
     def total(self) -> int | None:
         """The events a bounded run reads in all: read so far plus those left; None when
         unbounded."""
         left = [part.stop_at - part.position for part in self.partitions.values()
                 if part.stop_at is not None]  # fmt: skip
-        if not left or len(left) < len(self.partitions):
+        if not self.complete() or len(left) < len(self.partitions):
             return None
         return self.events() + sum(max(count, 0) for count in left)
 
@@ -104,9 +121,17 @@ class RunFigures:
                 marks[table] = min(marks.get(table, shard.watermark_us), shard.watermark_us)
         return marks
 
+    def watermark_us(self) -> int | None:
+        """The slowest table's watermark; None before any."""
+        return min(self.watermarks_us().values(), default=None)
+
     def per_table(self, name: str) -> dict[str, int]:
         """A shard figure (``open_windows``, ``late_rows``) summed per table."""
         return _summed((table, getattr(shard, name)) for (table, _), shard in self.shards.items())
+
+    def per_shard(self, name: str) -> int:
+        """A shard figure (``open_windows``, ``late_rows``) summed over every table."""
+        return sum(getattr(shard, name) for shard in self.shards.values())
 
     def table_rows(self) -> dict[str, int]:
         """Rows handed to each table's sink."""
@@ -116,6 +141,7 @@ class RunFigures:
         """These figures as JSON values (:meth:`from_json` reads them back)."""
         return {
             "partitions": [[part, asdict(figures)] for part, figures in self.partitions.items()],
+            "partition_count": self.partition_count,
             "shards": [
                 [table, shard, asdict(figures)] for (table, shard), figures in self.shards.items()
             ],
@@ -128,6 +154,7 @@ class RunFigures:
         """Figures written by :meth:`to_json`; KeyError or TypeError if malformed."""
         return cls(
             {int(part): PartitionFigures(**figures) for part, figures in value["partitions"]},
+            int(value["partition_count"]),
             {
                 (table, int(shard)): ShardFigures(**figures)
                 for table, shard, figures in value["shards"]
@@ -153,10 +180,12 @@ class RunMetrics:
         self._clock = clock
         self._lock = threading.Lock()
 
-    def opened(self, partition: int, position: int, end: int, stop_at: int | None) -> None:
-        """A reader starts ``partition`` at ``position``; it ends at ``end`` for now."""
+    def opened(self, partition: int, of: int, position: int, end: int, stop_at: int | None) -> None:
+        """A reader starts ``partition`` (of ``of``) at ``position``; it ends at ``end``
+        for now."""
         with self._lock:
             self._figures.partitions[partition] = PartitionFigures(position, end, stop_at)
+            self._figures.partition_count = max(self._figures.partition_count, of)
             self._figures.active_at = self._clock()
 
     def read(self, partition: int, events: int, position: int, dead_letters: int) -> None:
@@ -166,12 +195,16 @@ class RunMetrics:
             part.events += events
             part.dead_letters += dead_letters
             part.position = position
+            part.end = None if part.end is None else max(part.end, position)
 
-    def polled(self, partition: int, end: int | None) -> None:
-        """A reader asked Kafka for messages, and saw the partition's end (if known)."""
+    def polled(self, partition: int, position: int, end: int | None) -> None:
+        """A reader is at ``position`` (past markers and compacted offsets too) and asks
+        Kafka for messages; it saw the partition's end (if known)."""
         with self._lock:
+            part = self._partition(partition)
+            part.position = position
             if end is not None:
-                self._partition(partition).end = end
+                part.end = max(end, part.end or 0, position)
             self._figures.active_at = self._clock()
 
     def gap(self, partition: int, missing: int, position: int) -> None:
@@ -199,7 +232,7 @@ class RunMetrics:
     def figures(self) -> RunFigures:
         """A copy of the figures now."""
         with self._lock:
-            return copy.deepcopy(self._figures)
+            return self._figures.copy()
 
     def _partition(self, partition: int) -> PartitionFigures:
         return self._figures.partitions.setdefault(partition, PartitionFigures())

@@ -41,9 +41,6 @@ BATCH_SIZE = 10_000
 POLL_TIMEOUT_S = 0.0  # take what librdkafka has prefetched; never block the worker
 EMPTY_POLL_PAUSE = timedelta(milliseconds=50)
 HEARTBEAT_S = 1.0
-END_REFRESH_S = 2.0
-"""How often a reader looks at its partition's end offset (for the lag): the end
-librdkafka last fetched, so it costs no request."""
 WATERMARK_TIMEOUT_S = 10.0
 _OFFSET_GONE = (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE)
 
@@ -116,7 +113,6 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._gap_pending = False
         self._ended = False
         self._last_data = self._last_emit = time.monotonic()
-        self._end_seen_at = -END_REFRESH_S
         self._idle_sent = False
         self._awake_at: datetime | None = None
         self._commits = None if options.commits is None else PartitionCommits(
@@ -148,14 +144,12 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         return [batch]
 
     def _see_end(self) -> None:
-        """Tell the metrics the partition's end offset, at most every :data:`END_REFRESH_S`."""
-        now = time.monotonic()
-        if now - self._end_seen_at < END_REFRESH_S:
-            return
-        self._end_seen_at = now
+        """Tell the metrics the position and the partition's end offset, as librdkafka
+        last fetched it (so it costs no request)."""
         partition = TopicPartition(self._template.topic, self._template.partition)
         _, end = self._consumer.get_watermark_offsets(partition, cached=True)
-        self._metrics.polled(self._template.partition, end if end >= 0 else None)
+        position = self._position.next_offset
+        self._metrics.polled(self._template.partition, position, end if end >= 0 else None)
 
     def _data_batch(self, raw: RawBatch, at_end: bool) -> DecodedBatch:
         """``raw`` decoded, with the partition's progress; moves the position on."""
@@ -371,7 +365,9 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
         position = resume_state or PartitionPosition(low)
         position = replace(position, execution=self._options.execution)
         stop_at = high if self._options.bounded else None
-        self._shared.metrics.opened(index, position.next_offset, high, stop_at)
+        self._shared.metrics.opened(
+            index, self._partition_count(), position.next_offset, high, stop_at
+        )
         template = DecodedBatch(
             self._decoder.schema.empty_table(),
             topic=self._topic,

@@ -158,7 +158,8 @@ def _watched(
     with contextlib.ExitStack() as stack:
         run = LiveRun(name, settings.topic, figures)
         if settings.checkpointing is not None:
-            checkpoints = CheckpointWatch(settings.checkpointing.directory)
+            supervising = settings.processes.spawn > 1  # runs no dataflow of its own
+            checkpoints = CheckpointWatch(settings.checkpointing.directory, not supervising)
             stack.callback(checkpoints.close)
             run = replace(run, checkpoint=checkpoints.latest)
         port = settings.watching.metrics_port

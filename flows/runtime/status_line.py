@@ -9,6 +9,7 @@ JSON lines instead, which the supervisor merges into one line (and one ``/metric
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -50,29 +51,41 @@ class Checkpoint:
 
 class CheckpointWatch:
     """The last durable checkpoint in a recovery directory, read at most every
-    :data:`CHECKPOINT_REFRESH_S`; thread-safe. Call :meth:`close` when done."""
+    :data:`CHECKPOINT_REFRESH_S`; thread-safe. Call :meth:`close` when done.
 
-    def __init__(self, directory: Path) -> None:
+    A checkpoint's time is when this watch first saw it (within the refresh), or, for
+    the one found at start, when the recovery partitions were last written.
+    """
+
+    def __init__(self, directory: Path, in_flow: bool = True) -> None:
         self._directory = directory
-        self._store = RecoveryStore(directory, in_flow=True)
+        self._store = RecoveryStore(directory, in_flow)
         self._latest: Checkpoint | None = None
         self._read_at = -CHECKPOINT_REFRESH_S
         self._lock = threading.Lock()
 
     def latest(self) -> Checkpoint | None:
-        """The checkpoint a crash would resume from; None before the first."""
+        """The checkpoint a crash would resume from; None before the first. A failed
+        read keeps the last one known (it is only for display)."""
         with self._lock:
             now = time.monotonic()
             if now - self._read_at >= CHECKPOINT_REFRESH_S:
                 self._read_at = now
-                self._latest = self._read()
+                try:
+                    self._latest = self._read()
+                except Exception as err:  # display must never end a run
+                    LOGGER.debug("could not read the last checkpoint: %s", err)
             return self._latest
 
     def _read(self) -> Checkpoint | None:
-        resume_epoch, written_at = self._store.resume_epoch(), last_written(self._directory)
-        if resume_epoch is None or resume_epoch <= 1 or written_at is None:
+        resume_epoch = self._store.resume_epoch()
+        if resume_epoch is None or resume_epoch <= 1:
             return None  # bytewax resumes at the epoch after the last durable one
-        return Checkpoint(resume_epoch - 1, written_at)
+        epoch, known = resume_epoch - 1, self._latest
+        if known is not None and known.epoch == epoch:
+            return known
+        written_at = datetime.now(UTC) if known is not None else last_written(self._directory)
+        return Checkpoint(epoch, written_at or datetime.now(UTC))
 
     def close(self) -> None:
         """Release the recovery store."""
@@ -96,24 +109,28 @@ def status_text(
     label: str, figures: RunFigures, checkpoint: Checkpoint | None, rate: float, now: datetime
 ) -> str:
     """The status line of a run with ``figures``, reading ``rate`` events/s at ``now``."""
-    total = figures.total()
-    done = f"{figures.events():,}" + ("" if total is None else f"/{total:,}")
     lag = figures.lag()
-    parts = [f"{label}: {done} events, {rate:,.0f} events/s",
+    parts = [f"{label}: {_done(figures)} events, {rate:,.0f} events/s",
              "lag ?" if lag is None else f"lag {lag:,}"]  # fmt: skip
-    marks = figures.watermarks_us()
-    parts.append(_watermark(min(marks.values()), now) if marks else "watermark none yet")
-    parts.append(f"open windows {sum(figures.per_table('open_windows').values()):,}")
+    watermark = figures.watermark_us()
+    parts.append("watermark none yet" if watermark is None else _watermark(watermark, now))
+    parts.append(f"open windows {figures.per_shard('open_windows'):,}")
     rows = ", ".join(f"{table} {count:,}" for table, count in figures.table_rows().items()
                      if table not in SHARED_TABLES)  # fmt: skip
     parts.append(f"rows {rows or 'none yet'}")
-    parts.append(f"late {sum(figures.per_table('late_rows').values()):,}")
+    parts.append(f"late {figures.per_shard('late_rows'):,}")
     parts.append(f"dead letters {figures.per_partition('dead_letters'):,}")
     parts.append(f"gaps {figures.per_partition('gaps'):,}")
     if checkpoint is not None:
         age = shown_age((now - checkpoint.written_at).total_seconds())
         parts.append(f"checkpoint {checkpoint.epoch} ({age} ago)")
     return " · ".join(parts)
+
+
+def _done(figures: RunFigures) -> str:
+    """Events read, and of how many when the run is bounded."""
+    total = figures.total()
+    return f"{figures.events():,}" + ("" if total is None else f"/{total:,}")
 
 
 def _watermark(watermark_us: int, now: datetime) -> str:
@@ -142,15 +159,22 @@ class StatusLine:
         self._samples: deque[tuple[float, int]] = deque([(self._started, 0)])
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._keep_showing, daemon=True)
+        self._finished = False
 
     def __enter__(self) -> StatusLine:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stopped.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        """Stop updating; if the run failed before :meth:`finish`, end the line (a
+        supervisor gets the last figures) so that the error starts a line of its own."""
+        self._stop()
+        if not self._finished:
+            self._finished = True
+            if self._json:
+                self._write(self._report(self._run.figures()))
+            elif self._tty:
+                self._write("")
 
     def events(self) -> int:
         """Events read so far."""
@@ -158,31 +182,46 @@ class StatusLine:
 
     def finish(self, summary: str = "") -> None:
         """Stop updating and print the final line: events, time, average rate, ``summary``."""
-        self.__exit__()
+        self._stop()
+        self._finished = True
         figures = self._run.figures()
         if self._json:
-            self._write(json.dumps({"status": figures.to_json()}))
+            self._write(self._report(figures))
             return
         elapsed = time.monotonic() - self._started
-        events = figures.events()
-        line = f"{self._label}: {events:,} events, {events / max(elapsed, 1e-9):,.0f} events/s"
-        line = f"{line} in {elapsed:.1f}s"
+        rate = figures.events() / max(elapsed, 1e-9)
+        line = f"{self._label}: {_done(figures)} events, {rate:,.0f} events/s in {elapsed:.1f}s"
         self._write(scrub(f"{line}. {summary}" if summary else line))
 
+    def _stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
     def _keep_showing(self) -> None:
+        failed = False
         while not self._stopped.wait(self._interval):
-            self._show()
+            try:
+                self._show()
+            except Exception as err:  # display must never end a run
+                if not failed:
+                    LOGGER.warning("the status line failed, and goes on trying: %s", err)
+                failed = True
+
+    @staticmethod
+    def _report(figures: RunFigures) -> str:
+        return json.dumps({"status": figures.to_json()})
 
     def _show(self) -> None:
         figures = self._run.figures()
         if self._json:
-            self._write(json.dumps({"status": figures.to_json()}))
+            self._write(self._report(figures))
             return
         now = time.monotonic()
         line = status_text(self._label, figures, self._run.checkpoint(),
                            self._rate(now, figures.events()), datetime.now(UTC))  # fmt: skip
         if self._tty:
-            width = shutil.get_terminal_size().columns - 1
+            width = _columns(self._stream) - 1
             self._stream.write(f"\r\033[K{scrub(line)[:width]}")
             self._stream.flush()
         else:
@@ -202,15 +241,22 @@ class StatusLine:
         self._stream.flush()
 
 
+def _columns(stream: IO[str]) -> int:
+    """The width of the terminal ``stream`` writes to."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return shutil.get_terminal_size().columns
+
+
 def _status_fields(figures: RunFigures) -> dict[str, Any]:
     """The status line's main figures, for JSON log lines."""
-    marks = figures.watermarks_us()
     return {
         "events": figures.events(),
         "lag": figures.lag(),
-        "watermark_us": min(marks.values()) if marks else None,
+        "watermark_us": figures.watermark_us(),
         "rows": figures.table_rows(),
-        "late": sum(figures.per_table("late_rows").values()),
+        "late": figures.per_shard("late_rows"),
         "dead_letters": figures.per_partition("dead_letters"),
         "gaps": figures.per_partition("gaps"),
     }

@@ -11,11 +11,11 @@ from common.metrics import RunFigures, RunMetrics
 def _two_processes() -> tuple[RunMetrics, RunMetrics]:
     """Partitions 0 and 1 read by one process, 2 by the other; shards split likewise."""
     first, second = RunMetrics(clock=lambda: 100.0), RunMetrics(clock=lambda: 90.0)
-    first.opened(0, position=10, end=50, stop_at=50)
+    first.opened(0, of=3, position=10, end=50, stop_at=50)
     first.read(0, events=30, position=40, dead_letters=2)
-    first.opened(1, position=0, end=20, stop_at=20)
+    first.opened(1, of=3, position=0, end=20, stop_at=20)
     first.read(1, events=20, position=20, dead_letters=0)
-    second.opened(2, position=0, end=70, stop_at=70)
+    second.opened(2, of=3, position=0, end=70, stop_at=70)
     second.read(2, events=5, position=5, dead_letters=1)
     second.gap(2, missing=15, position=20)
     first.shard("t", 0, watermark_us=7_000, open_windows=3, late_rows=1)
@@ -41,18 +41,24 @@ def test_figures_add_up_over_partitions_shards_and_processes() -> None:
     assert figures.per_table("open_windows") == {"t": 2 + 5, "u": 0}
     assert figures.per_table("late_rows") == {"t": 5, "u": 0}
     assert figures.table_rows() == {"t": 11, "dead_letter": 3}
-    assert figures.active_at == 90.0  # the process heard from least recently
+    assert figures.active_at == 100.0  # the process heard from last
+    assert first.figures().lag() is None, "partition 2 is read elsewhere: lag unknown"
 
 
 def test_lag_and_total_are_unknown_until_every_partition_says() -> None:
     metrics = RunMetrics()
-    metrics.opened(0, position=0, end=10, stop_at=None)  # unbounded: no total
-    metrics.read(1, events=3, position=3, dead_letters=0)  # end not seen yet
+    metrics.opened(0, of=2, position=0, end=10, stop_at=None)  # unbounded: no total
+    assert metrics.figures().lag() is None  # partition 1 has not reported
+    metrics.read(1, events=3, position=3, dead_letters=0)  # its end not seen yet
     assert (metrics.figures().lag(), metrics.figures().total()) == (None, None)
-    metrics.polled(1, end=8)
+    metrics.polled(1, position=3, end=8)
     assert metrics.figures().lag() == 10 + 5
-    metrics.polled(1, end=None)  # librdkafka has not fetched: the last end stays
-    assert metrics.figures().lag() == 10 + 5
+    metrics.polled(1, position=4, end=None)  # past a marker; librdkafka has not fetched
+    assert metrics.figures().lag() == 10 + 4
+    metrics.read(1, events=6, position=10, dead_letters=0)  # read past a stale end
+    assert metrics.figures().partitions[1].end == 10
+    metrics.polled(1, position=10, end=9)  # an older fetch
+    assert (metrics.figures().partitions[1].end, metrics.figures().lag()) == (10, 10)
 
 
 def test_figures_travel_as_json_unchanged() -> None:

@@ -198,7 +198,7 @@ def test_processes_2_run_one_cluster_equal_to_the_batch_oracle(
     done = eventlake(*_hopping_command(broker, topic, tmp_path), "--bounded", "--processes", "2")
     assert done.returncode == 0, done.stderr
     assert "starting 2 processes of one run" in done.stderr
-    assert f"run aggregate: {EVENTS:,} events" in done.stderr, "one line counts both processes"
+    assert f"run aggregate: {EVENTS:,}/{EVENTS:,} events" in done.stderr, "one line for both"
     assert_windows_match(tmp_path, events, "hopping")
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from flows.runtime.status_line import (
     status_text,
 )
 from flows.runtime.supervisor import status_report
-from tests.helpers import free_port, metric_samples
+from tests.helpers import free_port, http_get, metric_samples
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 NOON_US = int(datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp() * 1e6)
@@ -33,7 +31,7 @@ NOON_US = int(datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp() * 1e6)
 
 def _figures() -> RunFigures:
     metrics = RunMetrics()
-    metrics.opened(0, position=0, end=100, stop_at=100)
+    metrics.opened(0, of=1, position=0, end=100, stop_at=100)
     metrics.read(0, events=40, position=40, dead_letters=2)
     metrics.gap(0, missing=5, position=45)
     metrics.shard("t", 0, watermark_us=NOON_US, open_windows=7, late_rows=3)
@@ -66,8 +64,8 @@ def test_on_a_terminal_the_line_updates_in_place() -> None:
         time.sleep(1.2)  # a terminal's line is redrawn twice a second
         status.finish("done")
     shown = terminal.getvalue()
-    assert shown.count("\r\033[K") >= 3 and "lag 55" in shown
-    assert shown.endswith("done\n") and "run x: 40 events" in shown.splitlines()[-1]
+    assert shown.count("\r\033[K") >= 2 and "lag 55" in shown  # redrawn, then the last line
+    assert shown.endswith("done\n") and "run x: 40/95 events" in shown.splitlines()[-1]
 
 
 def test_elsewhere_it_is_logged_with_its_figures(caplog: pytest.LogCaptureFixture) -> None:
@@ -78,6 +76,23 @@ def test_elsewhere_it_is_logged_with_its_figures(caplog: pytest.LogCaptureFixtur
     records = [record for record in caplog.records if hasattr(record, "status")]
     assert records and "lag 55" in records[0].getMessage()
     assert records[0].status["lag"] == 55 and records[0].status["rows"] == {"t": 11, "late": 3}
+
+
+def test_a_failing_run_ends_the_line_and_reports_its_last_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    terminal = _Terminal()
+    with pytest.raises(RuntimeError), StatusLine("run x", LiveRun("x", "t", _figures), 10.0,
+                                                 terminal):  # fmt: skip
+        time.sleep(0.7)
+        raise RuntimeError("the run failed")
+    assert terminal.getvalue().endswith("\n"), "the error must start a line of its own"
+    monkeypatch.setenv(STATUS_FORMAT_ENV, "json")
+    stream, figures = io.StringIO(), _figures()
+    with pytest.raises(RuntimeError), StatusLine("run x", LiveRun("x", "t", lambda: figures),
+                                                 10.0, stream):  # fmt: skip
+        raise RuntimeError("the run failed")
+    assert status_report(stream.getvalue()) == figures
 
 
 def test_a_supervised_process_reports_figures_its_supervisor_reads(
@@ -98,20 +113,12 @@ def test_health_fails_once_no_reader_has_polled_for_a_minute() -> None:
     assert health(RunFigures(), 0.0) is None  # still starting
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
 def test_metrics_are_served_with_their_labels_and_a_busy_port_is_refused() -> None:
     port, figures = free_port(), _figures()
     checkpoint = Checkpoint(4, datetime.now(UTC))
     run = LiveRun("x", "topic", lambda: figures, lambda: checkpoint)
     with serving_metrics(port, run):
-        status, text = _get(f"http://127.0.0.1:{port}/metrics")
+        status, text = http_get(port, "/metrics")
         assert status == 200
         samples = metric_samples(text)
         part = (("flow", "x"), ("partition", "0"), ("topic", "topic"))
@@ -122,7 +129,7 @@ def test_metrics_are_served_with_their_labels_and_a_busy_port_is_refused() -> No
         assert samples[("eventlake_late_rows_total", table)] == 3
         assert samples[("eventlake_watermark_seconds", table)] == NOON_US / 1e6
         assert samples[("eventlake_checkpoint_epoch", (("flow", "x"),))] == 4
-        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        assert http_get(port, "/healthz") == (200, "ok\n")
         with pytest.raises(ConfigError, match=f"--metrics-port {port}"), serving_metrics(port, run):
             pass
 

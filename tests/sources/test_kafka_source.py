@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
 
+from common.metrics import RunMetrics
 from sources.batches import DecodedBatch
 from sources.consumer_config import PREFETCH_BUDGET, PREFETCH_FLOOR, prefetch_config
 from sources.decode import JsonDecoder
@@ -82,3 +83,29 @@ def test_the_consumers_of_a_topic_share_one_prefetch_budget(partitions: int) -> 
     for limit, budget, floor in zip(share, PREFETCH_BUDGET, PREFETCH_FLOOR, strict=True):
         assert limit >= floor
         assert limit * partitions <= budget or limit == floor
+
+
+def test_a_reader_reports_the_end_offsets_librdkafka_fetches_as_messages_come(
+    broker: Broker, new_topic: NewTopic
+) -> None:
+    topic, metrics = new_topic(partitions=1), RunMetrics()
+    send(broker, topic, 0, [1, 2, 3])
+    options = ReadOptions(False, batch_size=1)  # one message per batch: the end runs ahead
+    source = KafkaBatchSource(broker.target, topic, JsonDecoder(SCHEMA, "ts"), options, metrics)
+    reader = source.build_part("kafka", "0", None)
+    try:
+        assert metrics.figures().lag() == 3  # the end when it opened
+        send(broker, topic, 0, [4, 5, 6, 7])
+        seen: list[tuple[int, int | None]] = []
+        while not seen or seen[-1] != (7, 7):
+            next_data(reader)
+            part = metrics.figures().partitions[0]
+            seen.append((part.position, part.end))
+        assert any(end == 7 and position < 7 for position, end in seen), seen
+        assert metrics.figures().lag() == 0 and metrics.figures().events() == 7
+        active_at = metrics.figures().active_at
+        time.sleep(0.05)
+        reader.next_batch()  # asking Kafka for messages is what /healthz watches
+        assert (metrics.figures().active_at or 0) > (active_at or 0)
+    finally:
+        reader.close()

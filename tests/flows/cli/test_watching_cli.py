@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.helpers import (
     cli_process,
     eventlake,
     free_port,
+    http_get,
     metric_samples,
     produce_events,
     produce_raw,
@@ -63,19 +63,11 @@ class Scrapes:
     def _scrape(self, process: subprocess.Popen[str]) -> None:
         while process.poll() is None:
             try:
-                self.figures.append(_summed(_get(self.port, "/metrics")[1]))
-                self.health.add(_get(self.port, "/healthz"))
+                self.figures.append(_summed(http_get(self.port, "/metrics")[1]))
+                self.health.add(http_get(self.port, "/healthz"))
             except (urllib.error.URLError, ConnectionError):
                 pass  # not serving yet, or any more
             time.sleep(0.05)
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def _summed(text: str) -> dict[str, float]:
