@@ -60,6 +60,8 @@ class CheckpointWatch:
     def __init__(self, directory: Path, in_flow: bool = True) -> None:
         self._directory = directory
         self._store = RecoveryStore(directory, in_flow)
+        self._reopen = not in_flow
+        """Outside a flow the partitions may still be being created: look again each time."""
         self._latest: Checkpoint | None = None
         self._read_at = -CHECKPOINT_REFRESH_S
         self._lock = threading.Lock()
@@ -75,6 +77,8 @@ class CheckpointWatch:
                     self._latest = self._read()
                 except Exception as err:  # display must never end a run
                     LOGGER.debug("could not read the last checkpoint: %s", err)
+                if self._reopen:
+                    self._store.close()
             return self._latest
 
     def _read(self) -> Checkpoint | None:

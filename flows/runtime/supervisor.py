@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from common.errors import ClusterError, ConfigError
@@ -65,6 +65,19 @@ def child_arguments(arguments: Sequence[str]) -> list[str]:
         elif not argument.startswith(tuple(f"{flag}=" for flag in SUPERVISOR_FLAGS)):
             kept.append(argument)
     return kept
+
+
+def child_environment(parent: Mapping[str, str], index: int, addresses: str) -> dict[str, str]:
+    """The environment of child ``index``: the parent's, without
+    :data:`METRICS_PORT_ENV`, as process ``index`` of the cluster at ``addresses``,
+    reporting its status as JSON."""
+    return {
+        **{name: value for name, value in parent.items() if name != METRICS_PORT_ENV},
+        "EVENTLAKE_PROCESSES": "1",
+        "EVENTLAKE_PROCESS_ID": str(index),
+        "EVENTLAKE_ADDRESSES": addresses,
+        STATUS_FORMAT_ENV: "json",
+    }
 
 
 @dataclass
@@ -115,16 +128,9 @@ class Supervisor:
             self._raise_for(min(failed, key=lambda child: child.ended_at))
 
     def _start(self, index: int, addresses: str) -> _Child:
-        environment = {
-            **{name: value for name, value in os.environ.items() if name != METRICS_PORT_ENV},
-            "EVENTLAKE_PROCESSES": "1",
-            "EVENTLAKE_PROCESS_ID": str(index),
-            "EVENTLAKE_ADDRESSES": addresses,
-            STATUS_FORMAT_ENV: "json",
-        }
         process = subprocess.Popen(
             [sys.executable, "-m", "flows.cli", *self._arguments],
-            env=environment,
+            env=child_environment(os.environ, index, addresses),
             stderr=subprocess.PIPE,
             encoding="utf-8",
             errors="backslashreplace",
