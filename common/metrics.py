@@ -53,7 +53,7 @@ class RunFigures:
 
     partitions: dict[int, PartitionFigures] = field(default_factory=dict)
     partition_count: int = 0
-    """The topic's partitions: until each has reported, lag and total are unknown."""
+    """The topic's partitions (a process of several reads only some of them)."""
     shards: dict[tuple[str, int], ShardFigures] = field(default_factory=dict)
     """By (table, shard)."""
     rows: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -83,7 +83,8 @@ class RunFigures:
         )
 
     def complete(self) -> bool:
-        """Whether every partition of the topic has reported."""
+        """Whether every partition of the topic has reported (not so at start, nor in a
+        process of several)."""
         return 0 < self.partition_count <= len(self.partitions)
 
     def events(self) -> int:
@@ -91,13 +92,14 @@ class RunFigures:
         return sum(part.events for part in self.partitions.values())
 
     def lag(self) -> int | None:
-        """Consumer lag summed over partitions; None until every partition's end is known."""
+        """Consumer lag summed over the partitions that reported (see :meth:`complete`);
+        None before any, or while one's end is unknown."""
         lags = [part.lag() for part in self.partitions.values()]
-        return None if not self.complete() or None in lags else sum(lag or 0 for lag in lags)
+        return None if not lags or None in lags else sum(lag or 0 for lag in lags)
 
     def total(self) -> int | None:
         """The events a bounded run reads in all: read so far plus those left; None when
-        unbounded."""
+        unbounded or not :meth:`complete`."""
         left = [part.stop_at - part.position for part in self.partitions.values()
                 if part.stop_at is not None]  # fmt: skip
         if not self.complete() or len(left) < len(self.partitions):

@@ -113,9 +113,7 @@ def status_text(
     label: str, figures: RunFigures, checkpoint: Checkpoint | None, rate: float, now: datetime
 ) -> str:
     """The status line of a run with ``figures``, reading ``rate`` events/s at ``now``."""
-    lag = figures.lag()
-    parts = [f"{label}: {_done(figures)} events, {rate:,.0f} events/s",
-             "lag ?" if lag is None else f"lag {lag:,}"]  # fmt: skip
+    parts = [f"{label}: {_done(figures)} events, {rate:,.0f} events/s", _lag(figures)]
     watermark = figures.watermark_us()
     parts.append("watermark none yet" if watermark is None else _watermark(watermark, now))
     parts.append(f"open windows {figures.per_shard('open_windows'):,}")
@@ -129,6 +127,16 @@ def status_text(
         age = shown_age((now - checkpoint.written_at).total_seconds())
         parts.append(f"checkpoint {checkpoint.epoch} ({age} ago)")
     return " · ".join(parts)
+
+
+def _lag(figures: RunFigures) -> str:
+    """The lag, and over how many partitions unless over all."""
+    lag = figures.lag()
+    if lag is None:
+        return "lag ?"
+    if figures.complete():
+        return f"lag {lag:,}"
+    return f"lag {lag:,} ({len(figures.partitions)} of {figures.partition_count} partitions)"
 
 
 def _done(figures: RunFigures) -> str:

@@ -42,13 +42,15 @@ def test_figures_add_up_over_partitions_shards_and_processes() -> None:
     assert figures.per_table("late_rows") == {"t": 5, "u": 0}
     assert figures.table_rows() == {"t": 11, "dead_letter": 3}
     assert figures.active_at == 100.0  # the process heard from last
-    assert first.figures().lag() is None, "partition 2 is read elsewhere: lag unknown"
+    assert first.figures().lag() == 10 and not first.figures().complete()  # 2 is elsewhere
+    assert first.figures().total() is None and figures.complete()
 
 
-def test_lag_and_total_are_unknown_until_every_partition_says() -> None:
+def test_lag_is_over_the_partitions_that_reported_and_unknown_without_an_end() -> None:
     metrics = RunMetrics()
+    assert metrics.figures().lag() is None  # nothing reported
     metrics.opened(0, of=2, position=0, end=10, stop_at=None)  # unbounded: no total
-    assert metrics.figures().lag() is None  # partition 1 has not reported
+    assert metrics.figures().lag() == 10 and not metrics.figures().complete()
     metrics.read(1, events=3, position=3, dead_letters=0)  # its end not seen yet
     assert (metrics.figures().lag(), metrics.figures().total()) == (None, None)
     metrics.polled(1, position=3, end=8)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def test_the_status_line_says_whether_the_run_keeps_up() -> None:
     )
     unknown = status_text("run x", RunFigures(), None, 0.0, now)
     assert "lag ?" in unknown and "watermark none yet" in unknown and "checkpoint" not in unknown
+    some = replace(_figures(), partition_count=4)  # a process of several reads partition 0
+    assert "run x: 40 events, 0 events/s · lag 55 (1 of 4 partitions) ·" in status_text(
+        "run x", some, None, 0.0, now
+    )
 
 
 def test_on_a_terminal_the_line_updates_in_place() -> None:
