@@ -12,13 +12,15 @@ from common.secrets import scrub
 
 _TTY_INTERVAL_S = 0.5
 _LOG_INTERVAL_S = 5.0
+REDRAW = "\r\033[K"
+"""Back to the start of a terminal's line, and clear it: what an updating line starts with."""
 
 
 def note(line: str, stream: IO[str] | None = None) -> None:
     """Print ``line`` on a line of its own (on stderr by default), above a progress
     line being updated. Diagnostics go through :mod:`common.log` instead."""
     stream, line = stream or sys.stderr, scrub(line)
-    stream.write(f"\r\033[K{line}\n" if stream.isatty() else f"{line}\n")
+    stream.write(f"{REDRAW}{line}\n" if stream.isatty() else f"{line}\n")
     stream.flush()
 
 
@@ -86,7 +88,7 @@ class Progress:
         line = scrub(line)
         if self._tty:
             end = "\n" if final else ""
-            self._stream.write(f"\r\033[K{line}{end}")
+            self._stream.write(f"{REDRAW}{line}{end}")
         else:
             self._stream.write(line + "\n")
         self._stream.flush()

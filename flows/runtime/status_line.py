@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from common.log import LOGGER
 from common.metrics import RunFigures
+from common.progress import REDRAW
 from common.secrets import scrub
 from common.units import MICROS_PER_SECOND, shown_age
 from flows.runtime.checkpoints import last_written
@@ -234,7 +235,7 @@ class StatusLine:
                            self._rate(now, figures.events()), datetime.now(UTC))  # fmt: skip
         if self._tty:
             width = _columns(self._stream) - 1
-            self._stream.write(f"\r\033[K{scrub(line)[:width]}")
+            self._stream.write(f"{REDRAW}{scrub(line)[:width]}")
             self._stream.flush()
         else:
             LOGGER.info("%s", line, extra={"status": _status_fields(figures)})
@@ -248,7 +249,7 @@ class StatusLine:
         return (events - count) / (now - at) if now > at else 0.0
 
     def _write(self, line: str) -> None:
-        prefix = "\r\033[K" if self._tty else ""
+        prefix = REDRAW if self._tty else ""
         self._stream.write(f"{prefix}{line}\n")
         self._stream.flush()
 
