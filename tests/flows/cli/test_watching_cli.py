@@ -10,7 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,7 +64,7 @@ class Scrapes:
             try:
                 self.figures.append(_summed(http_get(self.port, "/metrics")[1]))
                 self.health.add(http_get(self.port, "/healthz"))
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # URLError, refused, reset, timed out
                 pass  # not serving yet, or any more
             time.sleep(0.05)
 
