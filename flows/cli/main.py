@@ -43,8 +43,9 @@ from flows.runtime.settings import DemoSettings, FlowSettings, ProduceSettings, 
 from sinks.compaction import DEFAULT_TARGET_SIZE
 from sources.broker import read_state
 from sources.connection import resolve_target
-from sources.generators import DEFAULT_EVENT_RATE, GENERATORS
+from sources.generators import DEFAULT_DISORDER, DEFAULT_EVENT_RATE, GENERATORS
 from sources.producer import ProduceRequest
+from sources.topics import DEFAULT_PARTITIONS
 
 STATUS_TIMEOUT_S = 10.0
 """How long ``eventlake status`` tries Kafka for the end offsets (the lag)."""
@@ -131,13 +132,14 @@ cli.add_command(broker)
     env="PRODUCE_DISORDER",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Monitoring only: fraction of events sent up to 3 s out of order. [default: 0.05]",
+    help="Monitoring only: fraction of events sent up to 3 s out of order. "
+    f"[default: {DEFAULT_DISORDER}]",
 )
 @env_option(
     "--partitions",
     env="PARTITIONS",
     type=click.IntRange(min=1),
-    default=8,
+    default=DEFAULT_PARTITIONS,
     help="Partitions of the topic if it must be created (embedded broker only).",
 )
 @brokers_option

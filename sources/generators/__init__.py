@@ -12,7 +12,13 @@ from sources.generators.base import (
     GeneratorConfigError,
     format_ts,
 )
-from sources.generators.monitoring import BurstSchedule, Endpoint, MonitoringGenerator, Service
+from sources.generators.monitoring import (
+    DEFAULT_DISORDER,
+    BurstSchedule,
+    Endpoint,
+    MonitoringGenerator,
+    Service,
+)
 
 GENERATORS: dict[str, type[EventGenerator]] = {
     MonitoringGenerator.name: MonitoringGenerator,
@@ -20,6 +26,7 @@ GENERATORS: dict[str, type[EventGenerator]] = {
 }
 
 __all__ = [
+    "DEFAULT_DISORDER",
     "DEFAULT_EVENT_RATE",
     "GENERATORS",
     "AnalyticsGenerator",

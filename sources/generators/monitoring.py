@@ -22,6 +22,9 @@ from sources.generators.base import (
     pick,
 )
 
+DEFAULT_DISORDER = 0.05
+"""The fraction of monitoring events sent out of order unless told otherwise."""
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -119,7 +122,7 @@ class MonitoringGenerator(EventGenerator):
         seed: int = 0,
         start: datetime | None = None,
         events_per_second: float = DEFAULT_EVENT_RATE,
-        disorder: float = 0.05,
+        disorder: float = DEFAULT_DISORDER,
         max_delay_s: float = 3.0,
     ) -> None:
         super().__init__(seed, start, events_per_second)
