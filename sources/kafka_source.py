@@ -97,6 +97,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._consumer = consumer
         self._decoder = decoder
         self._template = template
+        self._kafka_partition = TopicPartition(template.topic, template.partition)
         self._position = position
         self._stop_at = stop_at
         self._idle_timeout_s = None if options.bounded else options.idle_timeout_s
@@ -146,8 +147,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
     def _see_end(self) -> None:
         """Tell the metrics the position and the partition's end offset, as librdkafka
         last fetched it (so it costs no request)."""
-        partition = TopicPartition(self._template.topic, self._template.partition)
-        _, end = self._consumer.get_watermark_offsets(partition, cached=True)
+        _, end = self._consumer.get_watermark_offsets(self._kafka_partition, cached=True)
         position = self._position.next_offset
         self._metrics.polled(self._template.partition, position, end if end >= 0 else None)
 
@@ -253,9 +253,10 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
     def _skip_gap(self) -> None:
         """The next offset is gone: record a gap and read on from the oldest one left
         (if Kafka does not answer now, the next call tries again)."""
-        partition = TopicPartition(self._template.topic, self._template.partition)
         try:
-            low, high = self._consumer.get_watermark_offsets(partition, WATERMARK_TIMEOUT_S)
+            low, high = self._consumer.get_watermark_offsets(
+                self._kafka_partition, WATERMARK_TIMEOUT_S
+            )
         except KafkaException as err:
             self._outage.trouble(err.args[0].str())
             return
