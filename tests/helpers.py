@@ -163,13 +163,6 @@ def wait_for_a_commit(recovery_dir: Path, before: int, process: subprocess.Popen
         time.sleep(0.05)
 
 
-def free_port() -> int:
-    """A local TCP port that was free when chosen."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def busy_port() -> Iterator[int]:
     """A local TCP port some other socket listens on while inside."""

@@ -35,16 +35,21 @@ _CONFIG_ERROR_EXIT = 2
 _INTERRUPTED_EXIT = 130
 
 
-def free_addresses(count: int) -> tuple[str, ...]:
-    """``count`` local HOST:PORT addresses whose ports were free when chosen."""
+def free_ports(count: int) -> tuple[int, ...]:
+    """``count`` distinct local ports that were free when chosen."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
-        return tuple(f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets)
+        return tuple(int(sock.getsockname()[1]) for sock in sockets)
     finally:
         for sock in sockets:
             sock.close()
+
+
+def free_addresses(count: int) -> tuple[str, ...]:
+    """``count`` local HOST:PORT addresses whose ports were free when chosen."""
+    return tuple(f"127.0.0.1:{port}" for port in free_ports(count))
 
 
 SUPERVISOR_FLAGS = ("--processes", "--metrics-port")

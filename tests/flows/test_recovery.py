@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from flows import analytics, monitoring
 from flows.registry import resolve_flow
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings
+from flows.runtime.supervisor import free_addresses
 from sinks.faults import MOMENTS
 from sources.generators import AnalyticsGenerator, EventGenerator, MonitoringGenerator
 from tests.conftest import Broker
@@ -114,15 +114,9 @@ def _command(prepared: Prepared, broker: Broker, tmp_path: Path, interval: str) 
             "--brokers", broker.target.bootstrap_servers]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _run_as_processes(command: list[str], count: int) -> list[str]:
     """Run ``command`` as ``count`` cooperating processes (``-i``/``-a``); their stderr."""
-    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(count))
+    addresses = ";".join(free_addresses(count))
     with contextlib.ExitStack() as stack:
         processes = [
             stack.enter_context(

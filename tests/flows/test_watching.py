@@ -23,8 +23,8 @@ from flows.runtime.status_line import (
     StatusLine,
     status_text,
 )
-from flows.runtime.supervisor import status_report
-from tests.helpers import free_port, http_get, metric_samples
+from flows.runtime.supervisor import free_ports, status_report
+from tests.helpers import http_get, metric_samples
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 NOON_US = int(datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp() * 1e6)
@@ -119,7 +119,7 @@ def test_health_fails_once_no_reader_has_polled_for_a_minute() -> None:
 
 
 def test_metrics_are_served_with_their_labels_and_a_busy_port_is_refused() -> None:
-    port, figures = free_port(), _figures()
+    (port,), figures = free_ports(1), _figures()
     checkpoint = Checkpoint(4, datetime.now(UTC))
     run = LiveRun("x", "topic", lambda: figures, lambda: checkpoint)
     with serving_metrics(port, run):

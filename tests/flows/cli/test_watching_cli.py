@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from flows.runtime.supervisor import free_ports
 from sinks.parquet_files import count_rows
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker, NewTopic
@@ -24,7 +25,6 @@ from tests.helpers import (
     busy_port,
     cli_process,
     eventlake,
-    free_port,
     http_get,
     metric_samples,
     produce_events,
@@ -82,7 +82,7 @@ def _summed(text: str) -> dict[str, float]:
 def test_metrics_move_during_a_bounded_run_and_end_with_no_lag(
     broker: Broker, new_topic: NewTopic, tmp_path: Path, processes: int
 ) -> None:
-    topic, out, scrapes = _topic(broker, new_topic), tmp_path / "out", Scrapes(free_port())
+    topic, out, scrapes = _topic(broker, new_topic), tmp_path / "out", Scrapes(free_ports(1)[0])
     args = ["run", "monitoring", "--bounded", "--topic", topic, "--out", str(out),
             "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.5s",
             "--batch-size", "50", "--processes", str(processes),
