@@ -45,7 +45,8 @@ def _run(target: KafkaTarget, out: Path, interval_s: float | None, max_age_s: fl
     """Run the flow once; the epochs it snapshotted (0 without checkpoints)."""
     checkpointing = None if interval_s is None else Checkpointing(out / "recovery", interval_s)
     settings = FlowSettings(
-        target=target, topic="requests", out=out / "tables", bounded=True, batch_size=BATCH,
+        target=target, topic="requests", out=out / "tables", bounded=True, final=True,
+        batch_size=BATCH,
         rolling=RollingPolicy(max_age_s=max_age_s), checkpointing=checkpointing,
     )  # fmt: skip
     run_command(monitoring.FLOW, settings)

@@ -31,8 +31,9 @@ def micros(seconds: float) -> int:
     return round(seconds * MICROS_PER_SECOND)
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse ``text`` into a positive timedelta; bare numbers are seconds.
+def parse_duration(text: str, allow_zero: bool = False) -> timedelta:
+    """Parse ``text`` into a positive timedelta (or zero, with ``allow_zero``); bare
+    numbers are seconds.
 
     Raises :class:`ConfigError` naming the accepted forms.
     """
@@ -42,7 +43,7 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: write a number with a unit, e.g. 500ms, 30s, 5m, 1h, 2d"
         )
     seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    if seconds <= 0:
+    if seconds == 0 and not allow_zero:
         raise ConfigError(f"invalid duration {text!r}: it must be greater than zero")
     return timedelta(seconds=seconds)
 
@@ -53,7 +54,7 @@ def shown_duration(seconds: float | None) -> str:
     if seconds is None:
         return "none"
     for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
+        if seconds and seconds % size == 0:
             return f"{seconds / size:.0f}{unit}"
     return f"{seconds:g}s"
 

@@ -73,12 +73,13 @@ class DecodedBatch:
 
     ``partition`` of ``partitions`` is the Kafka partition read. ``max_us`` is the
     largest event time in ``records``; ``prior_max_us`` the largest in earlier
-    batches of the partition. ``ended`` marks the last batch of a bounded read,
-    ``idle`` a partition that has had no messages for the idle timeout, and
-    ``behind`` a batch of a partition back from idleness that may be behind the
-    watermark (its rows must all be judged). ``execution`` counts the runs on one
-    checkpoint: a higher one starts every partition afresh. ``stopping`` marks the
-    last batch of a run asked to stop (its windows stay open for the resume).
+    batches of the partition. ``ended`` marks the last batch of a bounded read that
+    closes every window, ``idle`` a partition that has had no messages for the idle
+    timeout, and ``behind`` a batch of a partition back from idleness that may be
+    behind the watermark (its rows must all be judged). ``execution`` counts the runs
+    on one checkpoint: a higher one starts every partition afresh. ``stopping`` marks
+    the last batch of a run that keeps its windows open for the next run: one asked
+    to stop, or a bounded run on a checkpoint that is not final.
     ``gaps`` records offsets the cluster no longer had when they were to be read.
     """
 

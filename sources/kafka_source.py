@@ -71,6 +71,9 @@ class ReadOptions:
     """This run's number on its checkpoint (one more than any before it)."""
     commits: GroupCommits | None = None
     """Where to commit offsets for Kafka's lag tools; None commits nothing."""
+    closes_windows: bool = True
+    """Whether a bounded read's last batch is flagged ``ended`` (every window closes),
+    or ``stopping`` (open windows stay open for the next run)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._stop_at = stop_at
         self._idle_timeout_s = None if options.bounded else options.idle_timeout_s
         self._batch_size = options.batch_size
+        self._closes_windows = options.closes_windows
         self._stop = options.stop
         self._on_gap = options.on_gap
         self._shared = shared
@@ -155,6 +159,8 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         """``raw`` decoded, with the partition's progress; moves the position on."""
         decoded = self._decoder.decode(raw)
         t = self._template
+        max_us = latest(self._position.max_us, decoded.max_us)
+        kept_open = at_end and not self._closes_windows
         batch = replace(
             decoded,
             topic=t.topic,
@@ -162,7 +168,11 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
             partitions=t.partitions,
             execution=t.execution,
             prior_max_us=self._position.max_us,
-            ended=at_end,
+            ended=at_end and not kept_open,
+            stopping=kept_open,
+            # A partition that never had an event must not hold the next run's
+            # watermark at nothing; one that had holds it at its newest event.
+            idle=kept_open and max_us is None,
             behind=self._behind(),
             gaps=self._gaps,
         )
@@ -170,7 +180,6 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._metrics.read(
             t.partition, len(raw), self._position.next_offset, len(decoded.dead_letters)
         )
-        max_us = latest(self._position.max_us, decoded.max_us)
         self._position = replace(self._position, max_us=max_us)
         if max_us is not None:
             self._shared.newest.observe(max_us)
@@ -313,7 +322,8 @@ class KafkaBatchSource(FixedPartitionedSource[DecodedBatch, PartitionPosition]):
     """All partitions of ``topic``, read in decoded batches from the earliest offset.
 
     With ``options.bounded`` each partition stops at the end offset present when
-    it is first opened, and its last batch is flagged ``ended``.
+    it is first opened, and its last batch is flagged ``ended`` (or ``stopping``,
+    see :attr:`ReadOptions.closes_windows`).
     """
 
     def __init__(

@@ -80,7 +80,7 @@ def _names(text: str | None) -> list[str]:
 @env_option(
     "--lateness",
     env="AGG_LATENESS",
-    type=Duration(),
+    type=Duration(allow_zero=True),
     default=shown_duration(FlowSettings.lateness_s),
     help="How far the watermark trails the slowest partition; older events go to late/.",
 )

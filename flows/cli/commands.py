@@ -130,10 +130,10 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
         commit_durable_offsets(settings, dataflow.flow_id, f"{dataflow.flow_id}.{SOURCE_STEP}")
         if stop.is_set():
             _report_stop(name, settings, status)
-        elif settings.bounded and resumed_from is not None and status.events() == 0:
+        elif resumed_from is not None and _nothing_new(settings, status.figures()):
             status.finish(f"already complete: nothing new to read; output under {settings.out}/")
         else:
-            status.finish(_summary(flow, settings))
+            status.finish(_summary(flow, settings, status.figures()))
 
 
 def _supervise(flow: Flow, settings: FlowSettings) -> None:
@@ -147,7 +147,7 @@ def _supervise(flow: Flow, settings: FlowSettings) -> None:
         if stop.is_set():
             _report_stop(name, settings, status)
         else:
-            status.finish(_summary(flow, settings))
+            status.finish(_summary(flow, settings, status.figures()))
 
 
 @contextlib.contextmanager
@@ -177,14 +177,28 @@ def _publish_last_rolls(table_dir: Path) -> None:
             publish_committed_rolls(table_dir)
 
 
-def _summary(flow: Flow, settings: FlowSettings) -> str:
-    """Rows written per table, and messages lost to gaps if any."""
+def _nothing_new(settings: FlowSettings, figures: RunFigures) -> bool:
+    """Whether a bounded run read nothing and wrote nothing (``--final`` may close
+    windows an earlier run kept open)."""
+    wrote = any(figures.table_rows().values())
+    return settings.bounded and figures.events() == 0 and not wrote
+
+
+def _summary(flow: Flow, settings: FlowSettings, figures: RunFigures) -> str:
+    """Rows written per table, messages lost to gaps if any, and the windows a bounded
+    run keeps open for the next."""
     written = ", ".join(f"{table} {count_rows(settings.out / table):,}" for table in flow.tables)
     missing = column_sum(settings.out / GAPS_TABLE, "missing")
     lost = (
         f"; {missing:,} messages were deleted from Kafka before they were read" if missing else ""
     )
-    return f"rows under {settings.out}/: {written}{lost}"
+    kept = ""
+    if settings.bounded and not settings.closes_windows:
+        kept = (
+            f"; {figures.per_shard('open_windows'):,} windows still open, kept for the next "
+            "run (--final emits them)"
+        )
+    return f"rows under {settings.out}/: {written}{lost}{kept}"
 
 
 def _report_stop(name: str, settings: FlowSettings, status: StatusLine) -> None:

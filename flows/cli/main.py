@@ -199,7 +199,7 @@ def produce(
 @env_option(
     "--lateness",
     env="LATENESS",
-    type=Duration(),
+    type=Duration(allow_zero=True),
     default=None,
     help="Allowed lateness in seconds or with a unit: the watermark trails the slowest "
     "partition's newest event by this much; older events go to the late table. [default: "

@@ -244,7 +244,16 @@ _RUNTIME_FLAGS: list[Flag[Any]] = [
         "--bounded/--unbounded",
         env="BOUNDED",
         default=False,
-        help="Stop at the end offsets present at start, emitting every window.",
+        help="Stop at the end offsets present at start. With --recovery-dir, windows "
+        "still open stay in the checkpoint and the next run continues them; without it "
+        "(or with --final), every window is emitted.",
+    ),
+    env_option(
+        "--final/--no-final",
+        env="FINAL",
+        default=RunOptions.final,
+        help="With --bounded --recovery-dir: the last run over a finite topic; emit every "
+        "window still open at the end instead of keeping it for a next run.",
     ),
     env_option(
         "--workers",
@@ -315,6 +324,7 @@ _RUNTIME_FLAGS: list[Flag[Any]] = [
 def _runtime(
     out: Path,
     bounded: bool,
+    final: bool,
     workers: int,
     max_future: float | None,
     idle_timeout: float | None,
@@ -331,11 +341,17 @@ def _runtime(
     commit_offsets: bool,
     watching: Watching,
 ) -> Runtime:
-    """The run options; ConfigError if ``--out`` is a file."""
+    """The run options; ConfigError if ``--out`` is a file or ``--final`` comes without
+    ``--bounded``."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a directory")
+    if final and not bounded:
+        raise ConfigError(
+            "--final closes every window at the end of a bounded run; add --bounded, or "
+            "drop --final (an unbounded run emits each window when the watermark passes it)"
+        )
     return Runtime(
-        out=out, bounded=bounded, workers=workers, max_future_s=max_future,
+        out=out, bounded=bounded, final=final, workers=workers, max_future_s=max_future,
         idle_timeout_s=idle_timeout, batch_size=batch_size, rolling=rolling,
         checkpointing=checkpointing, processes=processes, on_gap=on_gap, brokers=brokers,
         state_file=state_file, broker_timeout_s=broker_timeout, kafka=kafka, group=group,

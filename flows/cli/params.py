@@ -28,12 +28,13 @@ def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
 
 class Duration(click.ParamType[float | None]):
     """A flag value like ``30s`` or ``5m``, converted to seconds; with ``allow_none``,
-    ``none`` means no limit (None)."""
+    ``none`` means no limit (None); with ``allow_zero``, ``0s`` is accepted."""
 
     name = "DURATION"
 
-    def __init__(self, allow_none: bool = False) -> None:
+    def __init__(self, allow_none: bool = False, allow_zero: bool = False) -> None:
         self.allow_none = allow_none
+        self.allow_zero = allow_zero
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -41,7 +42,9 @@ class Duration(click.ParamType[float | None]):
         if value is None or (self.allow_none and str(value).strip().lower() == "none"):
             return None
         try:
-            return value if isinstance(value, float) else parse_duration(str(value)).total_seconds()
+            if isinstance(value, float):
+                return value
+            return parse_duration(str(value), self.allow_zero).total_seconds()
         except ConfigError as err:
             self.fail(str(err), param, ctx)
 

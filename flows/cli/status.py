@@ -16,9 +16,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from common.errors import ConfigError
 from common.log import LOGGER
-from flows.runtime.checkpoints import holders, last_written
+from flows.runtime.checkpoints import holders, last_written, open_windows
 from flows.runtime.dataflow import SOURCE_STEP
-from flows.runtime.run_definition import recorded_definition
+from flows.runtime.run_definition import recorded_definition, windowed_tables
 from sinks.inspect import summarize
 from sinks.recovery_store import committed_states, resume_epoch
 from sources.connection import patiently
@@ -48,6 +48,7 @@ def run_status(recovery_dir: Path, out: Path | None, target: KafkaTarget | None)
         "checkpointed_at": _iso(last_written(recovery_dir)),
         "running": holders(recovery_dir), "partitions": partitions,
         "lag": sum(p["lag"] for p in partitions) if reached else None,
+        "open_windows": open_windows(recovery_dir, flow, windowed_tables(definition)),
         "tables": _tables(out),
     }  # fmt: skip
 
@@ -104,6 +105,8 @@ def render_status(status: dict[str, Any], as_json: bool) -> str:
         lines.append(f"{part['partition']:>9}  {part['checkpointed']:>12,}  {end:>9}  {lag:>9}")
     total = status["lag"]
     lines.append(f"lag: {'unknown (pass --brokers)' if total is None else f'{total:,}'} messages")
+    kept = ", ".join(f"{table} {count:,}" for table, count in status["open_windows"].items())
+    lines.append(f"open windows kept for the next run: {kept or 'none'}")
     lines += [f"table {t['table']}: {t['rows']:,} rows in {t['files']} file(s)"
               for t in status["tables"]]  # fmt: skip
     return "\n".join(lines)

@@ -45,6 +45,12 @@ ROWS_PER_WINDOW = 4
 """A batch with fewer rows than this per distinct window sends rows, not partials."""
 
 
+def shards_step(table: str) -> str:
+    """The name of the step whose state is the shards of windowed ``table``; bytewax
+    0.21 keeps that state under ``<flow>.<step>.stateful.stateful_batch``."""
+    return f"{table}_windows"
+
+
 def shard_of(key: tuple[Any, ...]) -> int:
     """A key's shard, the same in every process and run (unlike ``hash``)."""
     return _shard_of_text(repr(key))
@@ -98,7 +104,7 @@ def route(
     inputs = [
         ShardInput(
             batch.partition, batch.partitions, batch.max_us, batch.ended, batch.idle,
-            batch.execution,
+            batch.execution, batch.stopping,
         )
         for _ in range(SHARDS)
     ]  # fmt: skip
@@ -195,7 +201,7 @@ def windowed(
         emitted.watermark, emitted.open_windows = shard.watermark, shard.open_windows()
         return shard, [emitted]
 
-    emitted = op.stateful_flat_map(f"{step_id}_windows", routed, advance)
+    emitted = op.stateful_flat_map(shards_step(step_id), routed, advance)
     rows = op.flat_map_value(
         f"{step_id}_rows", emitted, lambda out: [] if out.closed is None else [out.closed]
     )

@@ -159,10 +159,8 @@ class SessionShard(Shard):
             self._absorb(spec, self._on_time(spec, batch.maybe_late, emitted))
         if batch.rows is not None:
             self._hold(spec, batch.rows)
-        if self._advance(spec, batch):
-            self._absorb_due(spec)
-            if self.open is not None:
-                emitted.closed = self._close(spec)
+        if self._settle(spec, batch) and self.open is not None:
+            emitted.closed = self._close(spec)
         return emitted
 
     def open_windows(self) -> int:

@@ -48,6 +48,8 @@ class ShardInput:
     ended: bool = False
     idle: bool = False
     execution: int = 0
+    stopping: bool = False
+    """The partition's last batch in this run; its windows stay open for the next."""
     partials: list[Partial] = field(default_factory=list)
     rows: pa.Table | None = None
     maybe_late: pa.Table | None = None
@@ -62,16 +64,19 @@ class PartitionClock:
     maxima: dict[int, int] = field(default_factory=dict)
     ended: set[int] = field(default_factory=set)
     idle: set[int] = field(default_factory=set)
+    stopped: set[int] = field(default_factory=set)
+    """Partitions done for this run, their windows kept open for the next."""
     execution: int = 0
     """The newest run seen: the first batch of a later run starts every partition
-    afresh (none has ended or is idle)."""
+    afresh (none has ended, stopped or is idle)."""
 
     def observe(self, batch: ShardInput) -> None:
-        """Record a batch: its maximum event time, end of input, or idleness."""
+        """Record a batch: its maximum event time, end of input, stop, or idleness."""
         if batch.execution > self.execution:
             self.execution = batch.execution
             self.ended.clear()
             self.idle.clear()
+            self.stopped.clear()
         self.partitions = max(self.partitions, batch.partitions)
         if batch.max_us is not None:
             self.maxima[batch.partition] = max(
@@ -82,6 +87,13 @@ class PartitionClock:
             self.idle.add(batch.partition)
         if batch.ended:
             self.ended.add(batch.partition)
+        if batch.stopping:
+            self.stopped.add(batch.partition)
+
+    def run_over(self) -> bool:
+        """Whether every partition has ended or stopped: nothing more comes in this run."""
+        done = self.ended | self.stopped
+        return bool(self.partitions) and all(p in done for p in range(self.partitions))
 
     def watermark(self, reach_us: int) -> int:
         """Event time (µs) before which every window may be closed.
@@ -89,6 +101,8 @@ class PartitionClock:
         The slowest active partition's newest event minus the lateness. Ended
         and idle partitions do not count; when the rest are idle it follows the
         newest event seen, so a lull never flushes windows that may still grow.
+        A stopped partition counts with its newest event, so the next run's events
+        are judged as if the run had never been cut.
         When every partition has ended it passes every window: the newest event
         plus ``reach_us`` (the longest a window reaches past an event of it), so a
         later run judges events of those windows late instead of emitting them twice.
@@ -141,7 +155,7 @@ class HeldRows:
 
     def take_due(self, spec: TableSpec, watermark: int) -> pa.Table | None:
         """The held rows ``watermark`` has reached, no longer held (None if none)."""
-        if self.until > watermark:
+        if not self.tables or self.until > watermark:
             return None
         rows = pa.concat_tables(self.tables)
         closing = _closes_at(spec, rows)
@@ -184,11 +198,17 @@ class Shard(ABC):
             if full is not None:
                 self._absorb(spec, full)
 
-    def _absorb_due(self, spec: TableSpec) -> None:
-        """Absorb the held rows the watermark has reached (before anything closes)."""
-        due = self.held.take_due(spec, self.watermark)
-        if due is not None:
-            self._absorb(spec, due)
+    def _settle(self, spec: TableSpec, batch: ShardInput) -> bool:
+        """Observe ``batch``'s progress and absorb the held rows the watermark has
+        reached, or every held row once the run is over (so that what the checkpoint
+        keeps open is merged and counted); whether the watermark moved."""
+        moved = self._advance(spec, batch)
+        over = self.clock.run_over()
+        if moved or over:
+            due = self.held.take_due(spec, END_OF_TIME if over else self.watermark)
+            if due is not None:
+                self._absorb(spec, due)
+        return moved
 
     def _on_time(self, spec: TableSpec, rows: pa.Table, emitted: Emitted) -> pa.Table:
         """The ``rows`` (with their windows) that are not late; the late ones go to
@@ -236,8 +256,7 @@ class WindowShard(Shard):
             self._add(spec, partial)
         if batch.rows is not None:
             self._hold(spec, batch.rows)
-        if self._advance(spec, batch):
-            self._absorb_due(spec)
+        if self._settle(spec, batch):
             closed = self._close(self.watermark)
             emitted.closed = spec.rows(closed) if closed else None
         return emitted

@@ -163,10 +163,11 @@ def window_spec(window_s: float | None, slide_s: float | None, gap_s: float | No
     return Hopping(micros(window_s), micros(slide_s))
 
 
-def seconds(option: str, text: str) -> float:
-    """A duration option's value in seconds; ConfigError naming ``option``."""
+def seconds(option: str, text: str, allow_zero: bool = False) -> float:
+    """A duration option's value in seconds (zero only with ``allow_zero``); ConfigError
+    naming ``option``."""
     try:
-        return parse_duration(text).total_seconds()
+        return parse_duration(text, allow_zero).total_seconds()
     except ConfigError as err:
         raise ConfigError(f"{option}: {err}") from None
 

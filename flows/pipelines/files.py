@@ -69,7 +69,7 @@ def _pipeline(document: dict[str, Any]) -> PipelineConfig:
         time_field=_text(document, "time_field"),
         tables=configs,
         time_format=document.get("time_format", "auto"),
-        lateness_s=seconds("lateness", document["lateness"])
+        lateness_s=seconds("lateness", document["lateness"], allow_zero=True)
         if "lateness" in document
         else PipelineConfig.lateness_s,
         strict=bool(document.get("strict", False)),

@@ -22,6 +22,7 @@ from typing import IO, Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from common.errors import ConfigError
+from flows.engine.routing import shards_step
 from flows.runtime.runner import Processes
 from sinks.recovery_store import committed_states, resume_epoch
 from sinks.table_lock import lock_now
@@ -173,6 +174,17 @@ def resume_point(directory: Path, source_step: str) -> ResumePoint:
     positions = list(committed_states(directory, source_step).values())
     newest = max((p.max_us for p in positions if p.max_us is not None), default=None)
     return ResumePoint(newest, max((p.execution for p in positions), default=0) + 1)
+
+
+def open_windows(directory: Path, flow: str, tables: list[str]) -> dict[str, int]:
+    """Windows (sessions) each windowed table of ``flow`` keeps open in the checkpoint a
+    resume would restore (rows a shard holds but has not grouped yet not counted: a run
+    that ended groups them all)."""
+    counts = {}
+    for table in tables:
+        shards = committed_states(directory, f"{flow}.{shards_step(table)}.stateful.stateful_batch")
+        counts[table] = sum(shard.open_windows() for shard in shards.values())
+    return counts
 
 
 def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:

@@ -194,7 +194,7 @@ def _read_options(
     """How the source reads in run number ``execution`` on its checkpoint."""
     return ReadOptions(
         settings.bounded, settings.idle_timeout_s, settings.batch_size, settings.stop,
-        settings.on_gap, execution, commits,
+        settings.on_gap, execution, commits, settings.closes_windows,
     )  # fmt: skip
 
 

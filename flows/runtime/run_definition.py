@@ -25,9 +25,15 @@ from sinks.recovery_store import resume_epoch
 
 DEFINITION_FILE = "run-definition.json"
 MAY_CHANGE = ("lateness",)
-CHECKPOINT_FORMAT = "5"
+CHECKPOINT_FORMAT = "6"
 """The shape of the state in a checkpoint; raised whenever a release changes it."""
 _FORMAT_KEY = "checkpoint format"
+_TABLE_KEY = "table "
+
+
+def windowed_tables(definition: dict[str, str]) -> list[str]:
+    """The windowed tables of a recorded definition."""
+    return [key.removeprefix(_TABLE_KEY) for key in definition if key.startswith(_TABLE_KEY)]
 
 
 def describe(
@@ -45,7 +51,7 @@ def describe(
     }
     for spec in specs:
         columns = [name for a in spec.aggregations for name, _ in a.columns()]
-        definition[f"table {spec.name}"] = (
+        definition[f"{_TABLE_KEY}{spec.name}"] = (
             f"keys {', '.join(spec.keys)}; {describe_window(spec.window)}; "
             f"columns {', '.join(columns)}; filter {spec.where}"
         )

@@ -42,7 +42,10 @@ class RunOptions:
     out: Path
     """Output directory; each table is written under ``out/<table>/``."""
     bounded: bool
-    """Stop at the end offsets present at start, emitting every window."""
+    """Stop at the end offsets present at start (see :attr:`closes_windows`)."""
+    final: bool = False
+    """With :attr:`bounded` and checkpoints: close every window at the end (the last run
+    over a finite topic), instead of keeping the open ones for the next run."""
     workers: int = 1
     """bytewax worker threads in this process."""
     max_future_s: float | None = DEFAULT_MAX_FUTURE_S
@@ -68,6 +71,14 @@ class RunOptions:
     """Commit offsets to :attr:`group` (the checkpoint stays what a resume reads)."""
     watching: Watching = Watching()
     """The status line and the metrics endpoint."""
+
+    @property
+    def closes_windows(self) -> bool:
+        """Whether the end of input closes every window: a bounded run that is
+        :attr:`final` or has no checkpoint to keep open windows in. Otherwise a bounded
+        run keeps them, as a run stopped by a signal does, and the next run continues
+        them (Spark's ``Trigger.AvailableNow``)."""
+        return self.bounded and (self.final or self.checkpointing is None)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -189,9 +189,9 @@ class StatusLine:
             elif self._tty:
                 self._write("")
 
-    def events(self) -> int:
-        """Events read so far."""
-        return self._run.figures().events()
+    def figures(self) -> RunFigures:
+        """The run's figures now."""
+        return self._run.figures()
 
     def finish(self, summary: str = "") -> None:
         """Stop updating and print the final line: events, time, average rate, ``summary``."""

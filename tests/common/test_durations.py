@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from common.errors import ConfigError
-from common.units import parse_duration
+from common.units import parse_duration, shown_duration
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,10 @@ def test_valid_durations(text: str, expected: timedelta) -> None:
 def test_invalid_durations_name_the_forms(text: str) -> None:
     with pytest.raises(ConfigError, match="duration"):
         parse_duration(text)
+
+
+def test_zero_is_a_duration_only_where_allowed() -> None:
+    assert parse_duration("0s", allow_zero=True) == timedelta(0)
+    assert shown_duration(0) == "0s"
+    with pytest.raises(ConfigError, match="greater than zero"):
+        parse_duration("0")

@@ -186,7 +186,7 @@ def test_a_signal_stops_an_unbounded_run_cleanly_and_the_rerun_resumes_it(
     compacted = eventlake("compact", str(tmp_path / WINDOWS_TABLE))
     assert compacted.returncode == 0 and "left" not in compacted.stderr, "all rows committed"
 
-    resumed = eventlake(*command, "--bounded")
+    resumed = eventlake(*command, "--bounded", "--final")
 
     assert resumed.returncode == 0 and "resuming from epoch" in resumed.stderr
     assert_windows_match(tmp_path, events, "tumbling")
@@ -224,7 +224,7 @@ def test_a_supervised_run_stops_whole_on_a_signal_or_a_dead_process_and_resumes(
     assert f"(pid {victim}) was killed by SIGKILL; the others were stopped" in stderr
     assert not _children(supervisor.pid)
 
-    resumed = eventlake(*command, "--bounded")
+    resumed = eventlake(*command, "--bounded", "--final")
     assert resumed.returncode == 0 and "resuming from epoch" in resumed.stderr
     assert_windows_match(tmp_path, events, "hopping")
 

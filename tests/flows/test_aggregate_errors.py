@@ -131,3 +131,23 @@ def test_events_beyond_the_lateness_are_late_rows_and_nothing_is_lost(
     assert len(keys) == len(set(keys)), "a (key, window) was emitted twice"
     assert late > 0
     assert sum(row["count"] for row in windows) + late + dead == 6_300
+
+
+def test_zero_lateness_suits_an_in_order_topic(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    """As Flink accepts zero out-of-orderness: in-order events, none late, all counted."""
+    topic = new_topic(partitions=1)
+    generator = MonitoringGenerator(seed=2, start=datetime(2024, 5, 1, tzinfo=UTC), disorder=0)
+    produce_events(broker.target, topic, generator, 3_000)
+    done = eventlake("aggregate", "--topic", topic, "--time-field", "ts", "--key", "service",
+                     "--window", "10s", "--lateness", "0s", "--out", str(tmp_path), "--bounded",
+                     "--brokers", broker.target.bootstrap_servers)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    windows = ds.dataset(tmp_path / "windows").to_table()
+    assert sum(windows["count"].to_pylist()) == 3_000
+    assert ds.dataset(tmp_path / "late").count_rows() == 0
+    path = tmp_path / "pipeline.toml"
+    path.write_text('topic = "t"\ntime_field = "ts"\nlateness = "0s"\n[[aggregation]]\n'
+                    'key = ["a"]\nwindow = "1m"\n')  # fmt: skip
+    assert eventlake("validate", str(path)).returncode == 0

@@ -70,7 +70,9 @@ def test_offsets_deleted_while_a_flow_is_stopped_are_gaps_and_everything_adds_up
 ) -> None:
     topic, out, recovery = new_topic(partitions=1), tmp_path / "out", tmp_path / "recovery"
     produce_raw(broker.target, topic, _events(0, BEFORE_GAP))
-    command = _aggregate(topic, out, broker.target, "--bounded", "--recovery-dir", str(recovery))
+    command = _aggregate(
+        topic, out, broker.target, "--bounded", "--final", "--recovery-dir", str(recovery)
+    )
     run_with_kills(command, kills=1, seed=3)
     produce_raw(broker.target, topic, _events(BEFORE_GAP, PAST_THE_CAP))
     first_available = _log_start(broker.target, topic)
@@ -156,7 +158,7 @@ def test_an_outage_in_the_middle_of_a_bounded_run_delays_it_and_loses_nothing(
     values, out = _events(0, 150_000), tmp_path / "out"
     with _own_broker(partitions=4) as (embedded, target):
         produce_raw(target, "outage", values)
-        command = _aggregate("outage", out, target, "--bounded", *_checkpoints(tmp_path))
+        command = _aggregate("outage", out, target, "--bounded", "--final", *_checkpoints(tmp_path))
         with cli_process(*command, stderr=subprocess.PIPE) as flow:
             _wait_for_output(flow, out)
             embedded.set_broker_up(None, up=False)

@@ -47,7 +47,8 @@ def test_hostile_messages_in_a_killed_and_resumed_flow_are_all_accounted_for(
     out = tmp_path / "out"
     command = ["aggregate", "--topic", topic, "--time-field", "ts", "--key", "service",
                "--value", "latency_ms", "--window", "1m", "--agg", "count,sum,mean,max,p95",
-               "--bounded", "--out", str(out), "--recovery-dir", str(tmp_path / "recovery"),
+               "--bounded", "--final", "--out", str(out),
+               "--recovery-dir", str(tmp_path / "recovery"),
                "--snapshot-interval", "0.1s", "--batch-size", "100", "--file-rows", "50",
                "--brokers", broker.target.bootstrap_servers]  # fmt: skip
 

@@ -107,7 +107,7 @@ def _assert_exactly_once(prepared: Prepared, out: Path) -> None:
 
 
 def _command(prepared: Prepared, broker: Broker, tmp_path: Path, interval: str) -> list[str]:
-    return ["run", prepared.case.flow, "--bounded", "--topic", prepared.topic,
+    return ["run", prepared.case.flow, "--bounded", "--final", "--topic", prepared.topic,
             "--out", str(tmp_path / "out"), "--recovery-dir", str(tmp_path / "recovery"),
             "--snapshot-interval", interval, "--batch-size", str(prepared.case.batch_size),
             "--file-rows", "20",

@@ -40,22 +40,33 @@ def _caught_up(broker: Broker, recovery: Path) -> bool:
     return sum(p["checkpointed"] for p in status["partitions"]) == EVENTS and status["lag"] == 0
 
 
-def test_a_finished_run_has_no_lag_and_its_tables(
+def test_a_finished_run_has_no_lag_its_tables_and_the_windows_it_kept_open(
     broker: Broker, new_topic: NewTopic, tmp_path: Path
 ) -> None:
     topic, recovery = _topic(broker, new_topic), tmp_path / "recovery"
-    done = eventlake("run", "monitoring", "--bounded", "--topic", topic, "--out",
-                     str(tmp_path / "out"), "--recovery-dir", str(recovery),
-                     "--brokers", broker.target.bootstrap_servers)  # fmt: skip
+    command = ["run", "monitoring", "--bounded", "--topic", topic, "--out",
+               str(tmp_path / "out"), "--recovery-dir", str(recovery),
+               "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    done = eventlake(*command)
     assert done.returncode == 0, done.stderr
     status = _status(broker, recovery)
     assert (status["flow"], status["topic"], status["running"]) == ("monitoring", topic, [])
     assert status["lag"] == 0 and sum(p["checkpointed"] for p in status["partitions"]) == EVENTS
     rows = {table["table"]: table["rows"] for table in status["tables"]}
     assert rows["service_metrics"] > 0 and rows["dead_letter"] == 0
+    kept = status["open_windows"]["service_metrics"]
+    assert kept > 0 and f"{kept} windows still open, kept for the next run" in done.stderr
     text = eventlake("status", "--recovery-dir", str(recovery), "--state-file",
                      str(tmp_path / "none.json"))  # fmt: skip
     assert text.returncode == 0 and "lag: unknown (pass --brokers)" in text.stdout
+    assert f"open windows kept for the next run: service_metrics {kept}" in text.stdout
+
+    final = eventlake(*command, "--final")
+    assert final.returncode == 0, final.stderr
+    assert "still open" not in final.stderr and "already complete" not in final.stderr
+    assert _status(broker, recovery)["open_windows"] == {"service_metrics": 0}
+    closed = {table["table"]: table["rows"] for table in _status(broker, recovery)["tables"]}
+    assert closed["service_metrics"] == rows["service_metrics"] + kept
 
 
 def test_a_running_run_names_its_process_and_a_crashed_one_none(

@@ -83,7 +83,7 @@ def test_metrics_move_during_a_bounded_run_and_end_with_no_lag(
     broker: Broker, new_topic: NewTopic, tmp_path: Path, processes: int
 ) -> None:
     topic, out, scrapes = _topic(broker, new_topic), tmp_path / "out", Scrapes(free_ports(1)[0])
-    args = ["run", "monitoring", "--bounded", "--topic", topic, "--out", str(out),
+    args = ["run", "monitoring", "--bounded", "--final", "--topic", topic, "--out", str(out),
             "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "0.5s",
             "--batch-size", "50", "--processes", str(processes),
             "--metrics-port", str(scrapes.port),
@@ -106,7 +106,7 @@ def test_metrics_move_during_a_bounded_run_and_end_with_no_lag(
     assert min(s.get("rows:service_metrics", 0) for s in seen) < last["rows:service_metrics"]
     assert last["eventlake_late_rows_total"] == count_rows(out / "late") > 0
     assert last["eventlake_dead_letters_total"] == count_rows(out / "dead_letter") == BAD
-    assert last["eventlake_open_windows"] == 0  # a bounded run closes every window
+    assert last["eventlake_open_windows"] == 0  # a final run closes every window
     assert any("eventlake_checkpoint_epoch" in s for s in seen)
     assert scrapes.health == {(200, "ok\n")}
 

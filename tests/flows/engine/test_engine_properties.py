@@ -1,5 +1,6 @@
 """The windowing engine under random interleavings of partitions that go idle, come back
-behind the watermark, end, and start again in a new run: no broker, route + shards only."""
+behind the watermark, end or stop, and start again in a new run: no broker, route + shards
+only."""
 
 from __future__ import annotations
 
@@ -112,6 +113,14 @@ class EngineMachine(RuleBasedStateMachine):
     def end(self, partition: int) -> None:
         if partition not in self.ended:
             self._batch(partition, [], ended=True)
+            self.ended.add(partition)
+
+    @rule(partition=st.integers(0, PARTITIONS - 1))
+    def stop(self, partition: int) -> None:
+        """The end of a run that keeps its windows open (a signal, a bounded run that
+        is not final); a partition that never had an event is idle as well."""
+        if partition not in self.ended:
+            self._batch(partition, [], stopping=True, idle=partition not in self.prior)
             self.ended.add(partition)
 
     @rule()

@@ -45,6 +45,7 @@ class Engine:
         idle: bool = False,
         behind: bool = False,
         execution: int = 1,
+        stopping: bool = False,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Events are (key, seconds); returns (closed window rows, late rows)."""
         records = pa.table(
@@ -58,7 +59,7 @@ class Engine:
         batch = DecodedBatch(
             records, partition=partition, partitions=self.partitions, max_us=max_us,
             prior_max_us=self.prior.get(partition), ended=ended, idle=idle, behind=behind,
-            execution=execution,
+            execution=execution, stopping=stopping,
         )  # fmt: skip
         if max_us is not None:
             self.prior[partition] = max(self.prior.get(partition, max_us), max_us)
@@ -184,6 +185,39 @@ def test_a_later_run_judges_events_of_windows_closed_at_the_end_of_an_earlier_on
     engine.send(1, [], ended=True, execution=2)
     closed, _ = engine.send(0, [], ended=True, execution=2)
     assert [_window(row) for row in closed] == [("a", 120, 1)]
+
+
+def test_a_stopped_partition_holds_the_watermark_at_its_newest_event() -> None:
+    """The end of a run that keeps its windows open: the next run's events of the
+    slower partition are on time; a partition that never had an event holds nothing."""
+    engine = Engine(Tumbling(MINUTE), partitions=3)
+    engine.send(0, [("a", 10), ("a", 200)], stopping=True)
+    closed, _ = engine.send(2, [], stopping=True, idle=True)  # never had an event
+    assert closed == []
+    closed, _ = engine.send(1, [("a", 70)], stopping=True)  # watermark 65
+    assert [_window(row) for row in closed] == [("a", 0, 1)]
+    engine.floor_us = 200 * S
+    closed, late = engine.send(1, [("a", 100), ("a", 130)], execution=2)
+    assert late == [] and closed == []  # partition 2 has not spoken in this run
+    closed, _ = engine.send(2, [], ended=True, execution=2)
+    assert [_window(row) for row in closed] == [("a", 60, 2)]  # watermark 125
+    engine.send(0, [], ended=True, execution=2)
+    closed, _ = engine.send(1, [], ended=True, execution=2)
+    assert sorted(map(_window, closed)) == [("a", 120, 1), ("a", 180, 1)]
+
+
+def test_at_the_end_of_a_run_a_shard_merges_every_row_it_holds() -> None:
+    """What the checkpoint keeps open is merged, so open_windows counts it."""
+    engine = Engine(Tumbling(60 * MINUTE), partitions=2)
+    engine.send(0, [("a", 10), ("b", 20)])  # thin: rows, held until their window closes
+    shards = engine.shards.values()
+    assert sum(shard.held.rows() for shard in shards) == 2
+    assert sum(shard.open_windows() for shard in shards) == 0
+    engine.send(0, [], stopping=True)
+    assert sum(shard.held.rows() for shard in shards) == 2  # partition 1 still reads
+    engine.send(1, [], stopping=True, idle=True)
+    assert sum(shard.held.rows() for shard in shards) == 0
+    assert sum(shard.open_windows() for shard in shards) == 2
 
 
 def test_partition_back_from_idle_cannot_reopen_a_closed_window() -> None:
