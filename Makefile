@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+SOAK_DURATION ?= 30m
 
 .PHONY: install demo test lint bench bench-more acceptance soak notebooks figures clean
 
@@ -36,7 +37,7 @@ acceptance: $(STAMP)
 	$(BIN)/python -m benchmarks.acceptance
 
 soak: $(STAMP)
-	EVENTLAKE_SOAK=1 $(BIN)/python -m pytest tests/flows/test_recovery.py
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION)
 
 demo-output: $(STAMP)
 	$(BIN)/eventlake demo

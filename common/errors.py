@@ -31,5 +31,9 @@ class InvalidMessageError(ValueError):
     """Why one message cannot become a row; the text goes to the dead-letter table."""
 
 
+class OutputError(EventlakeError):
+    """An output table could not be written while running (a full disk, permissions)."""
+
+
 class GapError(EventlakeError):
     """Offsets a flow still had to read are gone from Kafka, and ``--on-gap fail`` was set."""

@@ -17,11 +17,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.errors import ConfigError
 from sinks.paths import hive_segment
 
 PartitionBy = Literal["day", "hour", "none"]
 PARTITION_BY: tuple[PartitionBy, ...] = get_args(PartitionBy)
 DEFAULT_PARTITION_BY: PartitionBy = "day"
+DAY, HOUR = "date", "hour"
+"""The names of the Hive directory levels."""
+PARTITION_COLUMNS: dict[PartitionBy, tuple[str, ...]] = {"day": (DAY,), "hour": (DAY, HOUR),
+                                                         "none": ()}  # fmt: skip
+"""The columns readers of Hive directories add to each layout's rows."""
 _BUCKET_S: dict[PartitionBy, int] = {"hour": 3_600, "day": 86_400}
 _NULL_BUCKET = np.iinfo(np.int64).min
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,7 +72,27 @@ def _directory(bucket: int, partition_by: PartitionBy) -> str:
         with contextlib.suppress(OverflowError):
             start = _EPOCH + timedelta(seconds=bucket * _BUCKET_S[partition_by])
             day, hour = start.date().isoformat(), f"{start.hour:02d}"
-    segments = [hive_segment("date", day)]
+    segments = [hive_segment(DAY, day)]
     if partition_by == "hour":
-        segments.append(hive_segment("hour", hour))
+        segments.append(hive_segment(HOUR, hour))
     return "/".join(segments)
+
+
+def check_columns(table: str, schema: pa.Schema, partition_by: PartitionBy) -> None:
+    """ConfigError if a column of ``table`` has the name of a directory level of
+    ``partition_by`` in any case (as Spark and DuckDB compare names): readers of Hive
+    directories would return the directory's value in its place, or fail."""
+    levels = {name.casefold(): name for name in PARTITION_COLUMNS[partition_by]}
+    for column in schema.names:
+        level = levels.get(column.casefold())
+        if level is None:
+            continue
+        ways = ["--partition-by none (no directories)"]
+        if level == HOUR:
+            ways.insert(0, "--partition-by day")
+        raise ConfigError(
+            f"table {table}: column {column!r} has the name of the {level}=… directories of "
+            f"--partition-by {partition_by}, so pyarrow, DuckDB and Spark would read the "
+            f"directory's value in its place; pass {' or '.join(ways)}, or use a field of "
+            "another name"
+        )

@@ -8,7 +8,10 @@ renamed. The exactly-once sink (:mod:`sinks.table_sink`) builds on
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from common.errors import EventlakeError
+from common.errors import ConfigError, EventlakeError, OutputError
 from sinks.faults import crash_point
 
 COMPRESSION = "zstd"
@@ -42,6 +45,43 @@ def write_atomically(
     finally:
         os.close(directory)
     crash_point("after_rename")
+
+
+def require_writable(table_dir: Path) -> None:
+    """Create ``table_dir`` if needed and write a byte into it, so that a run finds out
+    before it reads anything: ConfigError naming the directory and the reason if it
+    cannot (a file in its place, no permission, no space)."""
+    if table_dir.exists() and not table_dir.is_dir():
+        raise ConfigError(
+            f"{table_dir} is a file, where table {table_dir.name} goes; remove it or pass "
+            "another --out"
+        )
+    try:
+        table_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=table_dir) as probe:
+            probe.write(b"\0")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write table {table_dir.name} in {table_dir}: {err.strerror or err}; "
+            "free space or fix its permissions, or pass another --out"
+        ) from None
+
+
+@contextlib.contextmanager
+def writing(table_dir: Path) -> Iterator[None]:
+    """While inside, an OSError becomes an OutputError: one line naming the table, what
+    failed and what to do (a run's output can fill a disk or lose permissions)."""
+    try:
+        yield
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise OutputError(
+            f"cannot write table {table_dir.name}: {err.strerror or err}{where}; free space or "
+            "fix permissions, then run the same command again (with --recovery-dir it "
+            "resumes from its last checkpoint)"
+        ) from err
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -8,13 +8,25 @@ frontier) and ``snaps`` (each step's pickled state per key and epoch).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import pickle
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from common.errors import EventlakeError
+
+CREATE_LOCK = ".create.lock"
+"""Held exclusively while a run creates the partitions, shared while a reader opens them,
+so that no reader sees a partition half made."""
+
+
+class RecoveryStoreError(EventlakeError):
+    """A recovery partition could not be read: the checkpoint cannot be trusted."""
 
 
 class _Partitions:
@@ -22,26 +34,46 @@ class _Partitions:
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[Path, sqlite3.Connection]] = []
 
     def read(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
-        """Rows of ``query`` over every partition; partitions still being created are
-        skipped."""
-        if not self._connections:
-            self._connections = [
-                sqlite3.connect(path, check_same_thread=False)
-                for path in sorted(self._directory.glob("part-*.sqlite3"))
-            ]
+        """Rows of ``query`` over every partition; RecoveryStoreError naming the
+        partition that cannot be read (a resume must not start from part of them)."""
+        if not self._connections and self._directory.is_dir():
+            with locked(self._directory / CREATE_LOCK, fcntl.LOCK_SH):
+                paths = sorted(self._directory.glob("part-*.sqlite3"))
+                self._connections = [(path, _connect(path)) for path in paths]
         rows: list[Any] = []
-        for connection in self._connections:
-            with contextlib.suppress(sqlite3.OperationalError):
+        for path, connection in self._connections:
+            try:
                 rows += connection.execute(query, parameters)
+            except sqlite3.Error as err:
+                raise RecoveryStoreError(
+                    f"cannot read the checkpoint partition {path}: {err}; the recovery "
+                    "directory is damaged or was changed by hand. Restore it, or start over "
+                    "with a new --recovery-dir and an empty --out"
+                ) from None
         return rows
 
     def close(self) -> None:
-        for connection in self._connections:
+        for _, connection in self._connections:
             connection.close()
         self._connections = []
+
+
+@contextlib.contextmanager
+def locked(path: Path, operation: int) -> Iterator[None]:
+    """``flock`` ``operation`` on ``path`` (created if needed) while inside."""
+    with path.open("a") as lock:
+        fcntl.flock(lock, operation)
+        yield
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(path, check_same_thread=False)
+    except sqlite3.Error as err:
+        raise RecoveryStoreError(f"cannot open the checkpoint partition {path}: {err}") from None
 
 
 class _PartitionsElsewhere:
@@ -68,8 +100,10 @@ class _PartitionsElsewhere:
         assert self._helper.stdin is not None and self._helper.stdout is not None
         pickle.dump((query, parameters), self._helper.stdin)
         self._helper.stdin.flush()
-        rows: list[Any] = pickle.load(self._helper.stdout)
-        return rows
+        rows, error = pickle.load(self._helper.stdout)
+        if error is not None:
+            raise RecoveryStoreError(error)
+        return list(rows)
 
     def close(self) -> None:
         if self._helper is not None:
@@ -155,7 +189,11 @@ def _serve(directory: Path) -> None:
             query, parameters = pickle.load(sys.stdin.buffer)
         except EOFError:
             break
-        pickle.dump(partitions.read(query, parameters), sys.stdout.buffer)
+        try:  # (rows, None), or ([], the error's text): the class is __main__'s here
+            answer: tuple[list[Any], str | None] = (partitions.read(query, parameters), None)
+        except RecoveryStoreError as err:
+            answer = ([], str(err))
+        pickle.dump(answer, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     partitions.close()
 

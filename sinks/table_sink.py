@@ -40,9 +40,9 @@ from typing import TypeAlias
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from sinks.directories import DEFAULT_PARTITION_BY, PartitionBy, by_directory
+from sinks.directories import DEFAULT_PARTITION_BY, PartitionBy, by_directory, check_columns
 from sinks.faults import crash_point
-from sinks.parquet_files import conform, write_atomically
+from sinks.parquet_files import conform, write_atomically, writing
 from sinks.pending_files import (
     CommitWatch,
     publish_committed,
@@ -126,8 +126,9 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         self._uncombined = len(state.buffered)
         """How many of the newest buffered tables have not been combined yet."""
         self._input_ended = False
-        self._lock = hold_for_writing(table_dir)
-        settle_partition(table_dir, partition, state.next_sequence)
+        with writing(table_dir):
+            self._lock = hold_for_writing(table_dir)
+            settle_partition(table_dir, partition, state.next_sequence)
 
     def write_batch(self, values: list[SinkItem]) -> None:
         self._input_ended |= any(value is END_OF_INPUT for value in values)
@@ -147,10 +148,11 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
             self._uncombined = 0
 
     def snapshot(self) -> SinkState:
-        self._publish_durable()
-        if self._due() or (self._input_ended and self._state.buffered):
-            self._roll()
-            crash_point("before_snapshot")
+        with writing(self._table_dir):
+            self._publish_durable()
+            if self._due() or (self._input_ended and self._state.buffered):
+                self._roll()
+                crash_point("before_snapshot")
         self._input_ended = False
         return SinkState(
             self._state.next_sequence, list(self._state.buffered), self._state.buffered_since
@@ -161,7 +163,8 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         has ended); with them, rows not in a committed snapshot are replayed on resume,
         and the command publishes the last rolls once they are durable."""
         if self._commits is None:
-            self._roll()
+            with writing(self._table_dir):
+                self._roll()
         else:
             self._commits.close()
         self._lock.close()
@@ -205,7 +208,8 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
 
 class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
     """One table's exactly-once sink; items are ``(key, table)`` with the fixed
-    ``schema``, or ``(partition, signal)``.
+    ``schema``, or ``(partition, signal)``. ConfigError if a column of ``schema`` has
+    the name of a directory level (:func:`~sinks.directories.check_columns`).
 
     ``time_column`` (a UTC timestamp column) chooses each row's directory, as
     ``policy.partition_by`` says. ``recovery_dir`` is the run's checkpoint
@@ -226,6 +230,7 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
         self._schema = schema
         self._time_column = time_column
         self._policy = policy or RollingPolicy()
+        check_columns(table_dir.name, schema, self._policy.partition_by)
         self._clock = clock
         self._commits: CommitWatch | None = None
 
@@ -264,7 +269,8 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
             self._clock,
             self._commits,
         )
-        self._record_marker(step_id, for_part)
+        with writing(self._table_dir):
+            self._record_marker(step_id, for_part)
         return writer
 
     def _record_marker(self, step_id: str, for_part: str) -> None:

@@ -95,6 +95,9 @@ class DecodedBatch:
     behind: bool = False
     execution: int = 0
     stopping: bool = False
+    halt: bool = False
+    """The last batch of a partition whose process was asked to stop (SIGINT/SIGTERM):
+    every process of the run stops with it."""
     gaps: list[dict[str, object]] = field(default_factory=list)
     """Rows of :data:`GAPS_SCHEMA`: offsets found missing before this batch."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +27,7 @@ from common.errors import InvalidMessageError
 from common.units import UTC_MICROS
 from sources.batches import DecodedBatch, RawBatch
 from sources.event_time import TimeGuard, epoch_micros
+from sources.json_values import as_text, misfit, parse_object
 
 TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
 _PARSED_AS: dict[str, pa.DataType] = {
@@ -37,8 +37,12 @@ _PARSED_AS: dict[str, pa.DataType] = {
 }
 _MICROS_PER_UNIT = {"epoch_s": 1_000_000, "epoch_ms": 1_000}
 _OPEN_BRACE, _CLOSE_BRACE = ord("{"), ord("}")
-_JSON_KINDS = {type(None): "null", list: "an array", str: "a string", int: "a number",
-               float: "a number", bool: "a boolean"}  # fmt: skip
+_EXPECTED = {
+    "iso": "ISO-8601 text such as 2024-05-01T12:00:00Z (with an offset, or none for UTC)",
+    "epoch_s": "epoch seconds (a number)",
+    "epoch_ms": "epoch milliseconds (a number)",
+}
+"""The forms a time field takes, in words, per time format."""
 
 
 class JsonDecoder:
@@ -159,13 +163,31 @@ class JsonDecoder:
 
     def _single_row(self, event: dict[str, Any]) -> pa.Table:
         """``event`` as one row; here pretty-printed JSON gets a second chance, and
-        numbers and booleans in text fields become text."""
+        numbers and booleans in text fields become text. InvalidMessageError names the
+        first field Arrow refuses, and the forms it accepts."""
         known = {
             field.name: _coerced(field, event[field.name])
             for field in self.schema
             if field.name in event
         }
-        return self._parse(json.dumps(known).encode(), expected_rows=1)
+        try:
+            return self._parse(json.dumps(known).encode(), expected_rows=1)
+        except pa.ArrowInvalid as err:
+            raise InvalidMessageError(self._misfit(known) or str(err)) from None
+
+    def _misfit(self, known: dict[str, Any]) -> str | None:
+        """Why the first field of ``known`` that Arrow refuses on its own is refused;
+        None if each one alone is fine."""
+        parsed = self._options.explicit_schema
+        for name, value in known.items():
+            alone = pa_json.ParseOptions(explicit_schema=pa.schema([parsed.field(name)]))
+            try:
+                read_ndjson(json.dumps({name: value}).encode(), alone)
+            except pa.ArrowInvalid:
+                if name == self.time_field:
+                    return misfit(f"time field {name!r}", value, _EXPECTED[self.time_format])
+                return misfit(f"field {name!r}", value, _expected(parsed.field(name)))
+        return None
 
     @staticmethod
     def dead_letter(raw: RawBatch, index: int, reason: str) -> dict[str, object]:
@@ -177,7 +199,7 @@ class JsonDecoder:
             "kafka_timestamp": raw.timestamps_ms[index],
             "key": raw.keys[index],
             "value": raw.values[index],
-            "error": reason,
+            "error": reason.encode("utf-8", "backslashreplace").decode(),  # always writable
         }
 
 
@@ -195,8 +217,9 @@ class NdjsonLines:
     def join(cls, values: list[bytes | None]) -> NdjsonLines:
         """Join ``values``; suspect are empty values and tombstones, values not starting
         with ``{`` (pyarrow's reader crashes on a first line ``null``) or not ending with
-        ``}`` (an open object would run on into the next line), and values holding a
-        line break (they would count as several rows, or none). A clean
+        ``}`` (an open object would run on into the next line), values holding a
+        line break (they would count as several rows, or none) and values that are not
+        UTF-8 (Arrow keeps such bytes in its strings, where readers fail). A clean
         batch costs no Python per message and no temporary the size of the batch."""
         try:
             lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
@@ -215,11 +238,21 @@ class NdjsonLines:
         )
         if joined.count(b"\n") != max(len(blobs) - 1, 0) or b"\r" in joined:
             suspect |= np.array([b"\n" in blob or b"\r" in blob for blob in blobs], dtype=np.bool_)
+        if not _is_utf8(joined):  # Arrow would take bytes that are not UTF-8 into its rows
+            suspect |= np.array([not _is_utf8(blob) for blob in blobs], dtype=np.bool_)
         return cls(joined, starts, ends, suspect)
 
     def span(self, start: int, stop: int) -> bytes:
         """Messages ``start`` to ``stop - 1`` as NDJSON."""
         return self.joined[self.starts[start] : self.ends[stop - 1]]
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_ndjson(ndjson: bytes, options: pa_json.ParseOptions) -> pa.Table:
@@ -240,33 +273,15 @@ def require_finite(name: str, numbers: pa.ChunkedArray | pa.Array) -> None:
     )
 
 
-def parse_object(value: bytes | None) -> dict[str, Any]:
-    """``value`` parsed as a JSON object, or InvalidMessageError saying why it is not one."""
-    if not value:
-        raise InvalidMessageError("empty message")
-    try:
-        parsed = json.loads(value.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise InvalidMessageError(f"not UTF-8: {err}") from None
-    except json.JSONDecodeError as err:
-        raise InvalidMessageError(f"not JSON: {err}") from None
-    except RecursionError:
-        raise InvalidMessageError("not JSON this decoder can read: nested too deeply") from None
-    if not isinstance(parsed, dict):
-        kind = _JSON_KINDS.get(type(parsed), type(parsed).__name__)
-        raise InvalidMessageError(f"not a JSON object but {kind}")
-    return parsed
-
-
-def as_text(value: bool | int | float) -> str:
-    """A JSON scalar as key text: ``true``, integers of any size, numbers as Arrow
-    writes them; InvalidMessageError for NaN and infinities."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidMessageError(f"{value} is not JSON and cannot be a key")
-    text: str = pa.array([value]).cast(pa.string())[0].as_py()
-    return text
+def _expected(field: pa.Field) -> str:
+    """The JSON forms a field of this type takes, in words."""
+    if pa.types.is_integer(field.type):
+        return "a whole number"
+    if pa.types.is_floating(field.type):
+        return "a number"
+    if pa.types.is_timestamp(field.type):
+        return _EXPECTED["iso"]
+    return "text (a number or boolean becomes text)"
 
 
 def _coerced(field: pa.Field, value: Any) -> Any:

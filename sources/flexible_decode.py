@@ -34,8 +34,9 @@ import pyarrow.json as pa_json
 
 from common.errors import InvalidMessageError
 from common.units import UTC_MICROS
-from sources.decode import JsonDecoder, as_text, read_ndjson, require_finite
+from sources.decode import JsonDecoder, read_ndjson, require_finite
 from sources.event_time import TimeGuard, epoch_micros, micros_of
+from sources.json_values import as_text, shown, unicode_problem
 
 TIME_FORMATS = ("auto", "iso", "epoch_s", "epoch_ms")
 FlexibleTimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms"]
@@ -133,13 +134,13 @@ class FlexibleJsonDecoder(JsonDecoder):
     def _row(self, event: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {self.time_field: self._event_time(_lookup(event, self.time_field))}
         for name in self.text_fields:
-            row[name] = _text(_lookup(event, name))
+            row[name] = _text(name, _lookup(event, name))
         invalid = 0
         for name in self.number_fields:
             row[name], ok = _number(_lookup(event, name))
             if not ok and self.strict:
                 raise InvalidMessageError(
-                    f"field {name!r} is not a number: {_lookup(event, name)!r} (--strict)"
+                    f"field {name!r} is not a number: {shown(_lookup(event, name))} (--strict)"
                 )
             invalid += not ok
         row[INVALID_VALUES] = invalid
@@ -172,7 +173,7 @@ class FlexibleJsonDecoder(JsonDecoder):
             "epoch_s": "epoch seconds (--time-format epoch_s)",
             "epoch_ms": "epoch milliseconds (--time-format epoch_ms)",
         }[form]
-        raise InvalidMessageError(f"time field {name!r}: cannot read {value!r} as {expected}")
+        raise InvalidMessageError(f"time field {name!r}: cannot read {shown(value)} as {expected}")
 
 
 def _nested_schema(leaves: dict[str, pa.DataType]) -> pa.Schema:
@@ -222,12 +223,19 @@ def _lookup(event: Any, path: str) -> Any:
     return event
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+def _text(name: str, value: Any) -> str | None:
+    """Text field ``name``'s value as text (null stays null); InvalidMessageError if it
+    is no valid Unicode."""
+    if value is None:
+        return None
     if isinstance(value, bool | int | float):
         return as_text(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
+                                                            ensure_ascii=False)  # fmt: skip
+    problem = unicode_problem(text)
+    if problem is not None:
+        raise InvalidMessageError(f"field {name!r} {problem}")
+    return text
 
 
 def _number(value: Any) -> tuple[float | None, bool]:

@@ -70,7 +70,8 @@ class ReadOptions:
     execution: int = 1
     """This run's number on its checkpoint (one more than any before it)."""
     commits: GroupCommits | None = None
-    """Where to commit offsets for Kafka's lag tools; None commits nothing."""
+    """Where to commit durable offsets for Kafka's lag tools; None: the readers commit
+    nothing."""
     closes_windows: bool = True
     """Whether a bounded read's last batch is flagged ``ended`` (every window closes),
     or ``stopping`` (open windows stay open for the next run)."""
@@ -132,7 +133,9 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._see_end()
         if self._stop is not None and self._stop.is_set():
             self._ended = True
-            last = replace(self._template, stopping=True, prior_max_us=self._position.max_us)
+            last = replace(
+                self._template, stopping=True, halt=True, prior_max_us=self._position.max_us
+            )
             return [replace(last, gaps=self._gaps)]
         raw = self._consume()
         at_end = self._stop_at is not None and self._position.next_offset >= self._stop_at
@@ -140,7 +143,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
         self._awake_at = None if raw or at_end else datetime.now(UTC) + EMPTY_POLL_PAUSE
         if not raw and not at_end and not self._gaps:
             return self._quiet_batch()
-        if self._idle_sent and raw:  # meanwhile the watermark may have followed the others
+        if self._idle_sent:  # back with events or a gap: the watermark may have moved on
             self._returned = True
         batch = self._data_batch(raw, at_end)
         self._ended = at_end
@@ -314,7 +317,7 @@ class _PartitionReader(StatefulSourcePartition[DecodedBatch, PartitionPosition])
 
     def close(self) -> None:
         if self._commits is not None:
-            self._commits.at_close(self._position.next_offset)
+            self._commits.at_close()
         self._consumer.close()
 
 

@@ -2,9 +2,11 @@
 (``kafka-consumer-groups --describe``, Burrow, kafka-lag-exporter) see a flow.
 
 The checkpoint stays authoritative: a resume reads its offsets from the checkpoint,
-never from the group. The group shows where the flow durably is: with checkpoints,
-the offsets of the last durable one, after each snapshot and at the end of a run;
-without, where each partition stopped, at the end of a bounded run or a clean stop.
+never from the group. The group never runs ahead of what is safe: with checkpoints,
+each reader commits the offsets of the last durable one after each snapshot, and the
+command those of the last one after the run; without, the command commits where each
+partition stopped once a bounded run has written every table, and a run that fails or
+is stopped (its open windows lost) commits nothing.
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ class DurableOffsets(Protocol):
 
 @dataclass(frozen=True)
 class GroupCommits:
-    """Where a run commits its offsets: consumer group ``group``; ``durable(partition)``
-    is the partition's next offset in the last durable checkpoint (None without
-    checkpoints: each reader commits where it stopped)."""
+    """Where the readers of a run with checkpoints commit: consumer group ``group``;
+    ``durable(partition)`` is the partition's next offset in the last durable checkpoint."""
 
     group: str
-    durable: DurableOffsets | None = None
+    durable: DurableOffsets
 
 
 def commit_offsets(
@@ -72,7 +73,7 @@ def commit_with_own_consumer(
 
 class PartitionCommits:
     """What the reader of one partition commits to the run's consumer group: the durable
-    offset after each snapshot, or, without checkpoints, where it stopped."""
+    offset after each snapshot."""
 
     def __init__(self, commits: GroupCommits, consumer: Consumer, topic: str, partition: int):
         self._commits = commits
@@ -83,17 +84,12 @@ class PartitionCommits:
 
     def after_snapshot(self) -> None:
         """Commit the partition's durable offset if it moved (in the background)."""
-        if self._commits.durable is None:
-            return
         offset = self._commits.durable(self._partition)
         if offset is not None and offset != self._committed:
             commit_offsets(self._consumer, self._topic, {self._partition: offset})
             self._committed = offset
 
-    def at_close(self, next_offset: int) -> None:
-        """Without checkpoints, commit ``next_offset`` (where the reader stopped) and
-        wait; with them, the command commits the last durable offsets after the run."""
-        if self._commits.durable is None:
-            commit_offsets(self._consumer, self._topic, {self._partition: next_offset}, wait=True)
-        else:
-            self._commits.durable.close()
+    def at_close(self) -> None:
+        """Release the recovery store; the command commits the last durable offsets
+        after the run."""
+        self._commits.durable.close()

@@ -24,6 +24,15 @@ def event(**fields: Any) -> bytes:
     return ("{" + ",".join(f'"{name}":{v}' for name, v in parts.items()) + "}").encode()
 
 
+def with_bytes(**fields: bytes) -> bytes:
+    """A valid event whose text fields hold ``fields``' raw bytes between quotes (bytes
+    that are not UTF-8, escapes written as they are)."""
+    value = event(**{name: f'"@{name}@"' for name in fields})
+    for name, raw in fields.items():
+        value = value.replace(f"@{name}@".encode(), raw)
+    return value
+
+
 def _far_future() -> str:
     return (datetime.now(UTC) + timedelta(days=3650)).isoformat()
 
@@ -82,5 +91,28 @@ HOSTILE: dict[str, tuple[bytes | None, Outcome]] = {
     "duplicate time field": (event()[:-1] + b',"ts":"2024-05-01T12:00:01Z"}', "row"),
     "pretty-printed": (json.dumps(json.loads(event()), indent=2).encode(), "row"),
     "half a megabyte key": (event(service=json.dumps("k" * 500_000)), "row"),
+    # Unicode: JSON text must be UTF-8 and its strings valid Unicode (RFC 8259).
+    "key not UTF-8": (with_bytes(service=b"a\xffb"), "dead"),
+    "time not UTF-8": (with_bytes(ts=b"2024-05-01T12:00:00Z\xfe"), "dead"),
+    "not UTF-8 in a value field": (with_bytes(latency_ms=b"1\xff"), "dead"),
+    "unread field not UTF-8": (with_bytes(extra=b"\xc3\x28"), "dead"),
+    "field name not UTF-8": (event()[:-1] + b',"n\xff":1}', "dead"),
+    "key CESU-8 surrogate bytes": (with_bytes(service=b"\xed\xa0\x80"), "dead"),
+    "key overlong slash": (with_bytes(service=b"\xc0\xaf"), "dead"),
+    "key truncated sequence": (with_bytes(service=b"a\xe2\x82"), "dead"),
+    "key five-byte sequence": (with_bytes(service=b"\xf8\x88\x80\x80\x80"), "dead"),
+    "key beyond U+10FFFF": (with_bytes(service=b"\xf4\x90\x80\x80"), "dead"),
+    "key lone high surrogate escape": (with_bytes(service=b"\\ud800"), "dead"),
+    "key lone low surrogate escape": (with_bytes(service=b"a\\udc00"), "dead"),
+    "key reversed surrogate escapes": (with_bytes(service=b"\\udc00\\ud800"), "dead"),
+    "key surrogate pair escape": (with_bytes(service=b"\\ud83d\\ude00"), "row"),
+    "key nested with a lone surrogate": (event(service='{"k": "\\udfff"}'), "dead"),
+    "value text lone surrogate": (with_bytes(latency_ms=b"\\ud800"), "row"),
+    "unread field lone surrogate": (with_bytes(extra=b"\\ud800"), "row"),
+    "key noncharacter U+FFFF": (with_bytes(service=b"\xef\xbf\xbf"), "row"),
+    "key emoji": (with_bytes(service=b"\xf0\x9f\x98\x80"), "row"),
+    "key byte order mark inside": (with_bytes(service=b"\xef\xbb\xbfa"), "row"),
+    "key raw control character": (with_bytes(service=b"a\x01b"), "dead"),
+    "key escaped NUL only": (with_bytes(service=b"\\u0000"), "row"),
 }
 """Case name → (message value, what the lenient aggregate decoder makes of it)."""

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import click
 
+from common.errors import ConfigError
 from common.units import shown_duration
 from flows.cli.commands import run_command
-from flows.cli.options import runtime_options
+from flows.cli.options import partition_by_option, runtime_options
 from flows.cli.params import Duration, env_option
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
 from flows.pipelines.files import load_pipeline
 from flows.pipelines.flow import WINDOWS_TABLE, pipeline_flow
 from flows.runtime.settings import FlowSettings, Runtime
+from sinks.directories import PartitionBy
+from sinks.table_sink import RollingPolicy
 from sources.flexible_decode import TIME_FORMATS, FlexibleTimeFormat
 
 
@@ -137,8 +140,14 @@ def aggregate(
 
 @click.command()
 @click.argument("pipeline_file", type=click.Path(path_type=Path, dir_okay=False))
-def validate(pipeline_file: Path) -> None:
-    """Check PIPELINE_FILE (TOML) without running it; exit 2 with the reason if invalid."""
+@partition_by_option
+def validate(pipeline_file: Path, partition_by: PartitionBy) -> None:
+    """Check PIPELINE_FILE (TOML) as `eventlake run` would, without running it; exit 2
+    with the reason if invalid."""
     pipeline = load_pipeline(pipeline_file)
+    try:
+        pipeline_flow(pipeline).check(RollingPolicy(partition_by=partition_by))
+    except ConfigError as err:
+        raise ConfigError(f"{pipeline_file}: {err}") from None
     tables = ", ".join(table.table for table in pipeline.tables)
     click.echo(f"{pipeline_file}: valid; reads {pipeline.topic!r}, writes {tables}")

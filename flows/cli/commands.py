@@ -24,14 +24,14 @@ from flows.runtime.checkpoints import owned, prepare
 from flows.runtime.dataflow import SOURCE_STEP
 from flows.runtime.flow import Flow
 from flows.runtime.metrics_endpoint import serving_metrics
-from flows.runtime.offsets import commit_durable_offsets
+from flows.runtime.offsets import commit_after_run
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings, ProduceSettings
 from flows.runtime.status_line import CheckpointWatch, LiveRun, StatusLine
 from flows.runtime.supervisor import Supervisor
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
-from sinks.parquet_files import column_sum, count_rows, visible_files
+from sinks.parquet_files import column_sum, count_rows, require_writable, visible_files
 from sinks.pending_files import pending_rolls
 from sinks.table_lock import hold_for_writing
 from sinks.table_sink import publish_committed_rolls
@@ -121,13 +121,16 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
         dataflow = flow.build(replace(settings, stop=stop), metrics)  # checks the definition
         if resumed_from is None:
             _refuse_earlier_output(settings.out, flow.tables)
+        for table in flow.tables:
+            require_writable(settings.out / table)
         LOGGER.info("run %s: %s", name, start)
         try:
             run_dataflow(dataflow, settings.workers, epoch_interval, recovery, settings.processes)
         finally:  # the last epochs' files wait for their snapshots, durable by now
             for table in flow.tables:
                 _publish_last_rolls(settings.out / table)
-        commit_durable_offsets(settings, dataflow.flow_id, f"{dataflow.flow_id}.{SOURCE_STEP}")
+        source_step = f"{dataflow.flow_id}.{SOURCE_STEP}"
+        commit_after_run(settings, dataflow.flow_id, source_step, status.figures(), stop.is_set())
         if stop.is_set():
             _report_stop(name, settings, status)
         elif resumed_from is not None and _nothing_new(settings, status.figures()):
@@ -144,7 +147,8 @@ def _supervise(flow: Flow, settings: FlowSettings) -> None:
     supervisor = Supervisor(count, sys.argv[1:])
     with _stop_on_signals() as stop, _watched(name, settings, supervisor.figures) as status:
         supervisor.run(stop)
-        if stop.is_set():
+        # A signal to one child stops them all; an unbounded run ends no other way.
+        if stop.is_set() or supervisor.interrupted() or not settings.bounded:
             _report_stop(name, settings, status)
         else:
             status.finish(_summary(flow, settings, status.figures()))

@@ -105,6 +105,16 @@ def _rolling(
     )
 
 
+partition_by_option = env_option(
+    "--partition-by",
+    env="PARTITION_BY",
+    type=click.Choice(PARTITION_BY),
+    default=RollingPolicy.partition_by,
+    help="Hive directories of output tables by their time column: date=/ (day), "
+    "date=/hour=/ (hour) or none; fixed for a run's recovery directory.",
+)
+
+
 rolling_options = option_group(
     "rolling",
     [
@@ -144,14 +154,7 @@ rolling_options = option_group(
             default=RollingPolicy.compression,
             help="Parquet compression codec.",
         ),
-        env_option(
-            "--partition-by",
-            env="PARTITION_BY",
-            type=click.Choice(PARTITION_BY),
-            default=RollingPolicy.partition_by,
-            help="Hive directories of output tables by their time column: date=/ (day), "
-            "date=/hour=/ (hour) or none; fixed for a run's recovery directory.",
-        ),
+        partition_by_option,
     ],
     _rolling,
 )
@@ -307,8 +310,8 @@ _RUNTIME_FLAGS: list[Flag[Any]] = [
         "commit_offsets",
         env="COMMIT",
         default=RunOptions.commit_offsets,
-        help="Commit offsets to --group: after each durable checkpoint, else at the end "
-        "of a bounded run and on a clean stop.",
+        help="Commit offsets to --group: after each durable checkpoint; without "
+        "--recovery-dir, once a bounded run has written every table.",
     ),
     env_option(
         "--batch-size",

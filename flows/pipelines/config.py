@@ -80,6 +80,7 @@ class PipelineConfig:
         for table in self.tables:
             if self.time_field in table.keys:
                 raise ConfigError(f"the time field {self.time_field!r} cannot also be a --key")
+        _check_one_type_per_field(self.tables)
 
     @property
     def text_fields(self) -> tuple[str, ...]:
@@ -90,6 +91,28 @@ class PipelineConfig:
     def number_fields(self) -> tuple[str, ...]:
         """Every number field any table reads."""
         return _unique([name for t in self.tables for name in t.number_fields])
+
+
+def _check_one_type_per_field(tables: tuple[AggregationConfig, ...]) -> None:
+    """ConfigError if a field is read as text in one place and as a number in another:
+    a pipeline decodes each field once."""
+    seen: dict[str, tuple[str, str]] = {}
+    for table in tables:
+        as_text = {*table.text_fields, *table.keys}
+        for kind, names in ((_TEXT, as_text), (_NUMBER, set(table.number_fields))):
+            for name in sorted(names):
+                first_kind, first_table = seen.setdefault(name, (kind, table.table))
+                if first_kind != kind:
+                    raise ConfigError(
+                        f"field {name!r} is read as {first_kind} by table {first_table} and "
+                        f"as {kind} by table {table.table}, but a pipeline decodes each field "
+                        f"once: compare it with quoted text ({name} == '500'), or give the "
+                        "tables pipelines of their own"
+                    )
+
+
+_TEXT = "text (a key, a text comparison, distinct or topk)"
+_NUMBER = "a number (a value or a numeric comparison)"
 
 
 def aggregation_config(

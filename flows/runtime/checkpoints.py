@@ -24,7 +24,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from common.errors import ConfigError
 from flows.engine.routing import shards_step
 from flows.runtime.runner import Processes
-from sinks.recovery_store import committed_states, resume_epoch
+from sinks.recovery_store import CREATE_LOCK, committed_states, locked, resume_epoch
 from sinks.table_lock import lock_now
 
 _OWNER_LOCK = ".owner-{}.lock"
@@ -152,13 +152,6 @@ def _holder(lock_path: Path) -> str:
     )
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 @dataclass(frozen=True)
 class ResumePoint:
     """What the Kafka source's checkpoint says about the runs before this one."""
@@ -192,7 +185,7 @@ def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:
     run resumes from, None when it starts fresh."""
     directory = checkpointing.directory
     _require_directory(directory)
-    with _exclusive(directory / ".create.lock"):  # the processes of a run start together
+    with locked(directory / CREATE_LOCK, fcntl.LOCK_EX):  # the processes of a run start together
         if not list(directory.glob("part-*.sqlite3")):
             init_db_dir(directory, checkpointing.partitions)  # type: ignore[no-untyped-call]
     backup = timedelta(seconds=checkpointing.backup_interval_s)

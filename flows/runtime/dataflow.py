@@ -24,6 +24,7 @@ from flows.runtime.checkpoints import ResumePoint, resume_point
 from flows.runtime.offsets import group_commits
 from flows.runtime.run_definition import check_definition, describe
 from flows.runtime.settings import FlowSettings
+from flows.runtime.stopping import stop_together
 from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, TICK, ParquetTableSink, SinkItem
 from sources.batches import (
     DEAD_LETTER_SCHEMA,
@@ -167,6 +168,8 @@ def build_pipeline(
     commits = group_commits(settings, name, f"{name}.{SOURCE_STEP}")
     options = _read_options(settings, resumed.execution, commits)
     batches = op.input(SOURCE_STEP, flow, io.source(settings, decoder, options, metrics))
+    if settings.stop is not None:
+        stop_together(batches, settings.stop)
     signals = op.flat_map("sink_signals", batches, _Signals())
     pipeline = Pipeline(flow, {}, settings, io, metrics, signals)
     dead = op.flat_map("dead", batches, _dead_letters)

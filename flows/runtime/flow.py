@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from bytewax.dataflow import Dataflow
 
 from common.metrics import RunMetrics
 from flows.runtime.dataflow import KAFKA_TO_PARQUET, FlowIO
-from flows.runtime.settings import FlowSettings
+from flows.runtime.settings import DEFAULT_ROLLING, FlowSettings
+from sinks.table_sink import RollingPolicy
+from sources.kafka_config import BOOTSTRAP, check_client_settings
+from sources.target import KafkaTarget
 
 
 class BuildFlow(Protocol):
@@ -46,3 +51,15 @@ class Flow:
     lateness_s: float = FlowSettings.lateness_s
     """Its allowed lateness unless ``--lateness`` says otherwise (a pipeline file's
     ``lateness``)."""
+
+    def check(self, rolling: RollingPolicy = DEFAULT_ROLLING) -> None:
+        """Build the dataflow as ``eventlake run`` would with ``rolling``, reading and
+        writing nothing: ConfigError for anything in its configuration a run would
+        refuse at start (fields, output layout, Kafka client settings)."""
+        check_client_settings(self.kafka)
+        with tempfile.TemporaryDirectory() as nowhere:
+            unreached = KafkaTarget(self.kafka.get(BOOTSTRAP, "localhost:9092"))  # never asked
+            settings = FlowSettings(target=unreached, topic=self.default_topic,
+                                    out=Path(nowhere) / "out", bounded=True, rolling=rolling,
+                                    lateness_s=self.lateness_s)  # fmt: skip
+            self.build(settings)

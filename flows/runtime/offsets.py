@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.metrics import RunFigures
 from flows.runtime.settings import FlowSettings
 from sinks.recovery_store import RecoveryStore
 from sources.offset_commits import GroupCommits, commit_with_own_consumer
@@ -39,26 +40,34 @@ class DurableOffsets:
 
 
 def group_commits(settings: FlowSettings, dataflow: str, step_id: str) -> GroupCommits | None:
-    """What a run's source commits, and where; None with ``--no-commit``."""
-    if not settings.commit_offsets:
+    """What a run's readers commit after each snapshot, and where; None without
+    checkpoints or with ``--no-commit``."""
+    checkpointing = settings.checkpointing
+    if not settings.commit_offsets or checkpointing is None:
         return None
     group = consumer_group(settings, dataflow)
-    checkpointing = settings.checkpointing
-    if checkpointing is None:
-        return GroupCommits(group)
     return GroupCommits(group, DurableOffsets(checkpointing.directory, step_id))
 
 
-def commit_durable_offsets(settings: FlowSettings, dataflow: str, step_id: str) -> None:
-    """After a run with checkpoints: commit the offsets of the last durable one (its
-    readers committed those of the one before)."""
-    checkpointing = settings.checkpointing
-    if not settings.commit_offsets or checkpointing is None:
+def commit_after_run(
+    settings: FlowSettings, dataflow: str, step_id: str, figures: RunFigures, stopped: bool
+) -> None:
+    """After a run that did not fail: with checkpoints, commit the offsets of the last
+    durable one (its readers committed those of the one before); without, once a bounded
+    run has written every table, where this process's readers stopped (``figures``). A
+    run without checkpoints that was ``stopped`` lost its open windows: it commits nothing."""
+    if not settings.commit_offsets:
         return
-    offsets = DurableOffsets(checkpointing.directory, step_id)
-    try:
-        durable = offsets.every_partition()
-    finally:
-        offsets.close()
+    checkpointing = settings.checkpointing
+    if checkpointing is not None:
+        offsets = DurableOffsets(checkpointing.directory, step_id)
+        try:
+            read_to = offsets.every_partition()
+        finally:
+            offsets.close()
+    elif settings.bounded and not stopped:
+        read_to = {part: read.position for part, read in figures.partitions.items()}
+    else:
+        return
     group = consumer_group(settings, dataflow)
-    commit_with_own_consumer(settings.target, group, settings.topic, durable)
+    commit_with_own_consumer(settings.target, group, settings.topic, read_to)

@@ -12,6 +12,7 @@ child with a final snapshot.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from common.errors import ClusterError, ConfigError
@@ -33,6 +34,7 @@ STOP_GRACE_S = 20.0
 _POLL_S = 0.1
 _CONFIG_ERROR_EXIT = 2
 _INTERRUPTED_EXIT = 130
+_PR_SET_PDEATHSIG = 1
 
 
 def free_ports(count: int) -> tuple[int, ...]:
@@ -140,11 +142,17 @@ class Supervisor:
             encoding="utf-8",
             errors="backslashreplace",
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them all
+            preexec_fn=stop_with_parent(os.getpid()),
         )
         child = _Child(index, process)
         child.reader = threading.Thread(target=self._read, args=(child,), daemon=True)
         child.reader.start()
         return child
+
+    def interrupted(self) -> bool:
+        """Whether a child ended its bounded run interrupted: a signal to any process of
+        the run stops them all."""
+        return any(child.process.returncode == _INTERRUPTED_EXIT for child in self._children)
 
     def figures(self) -> RunFigures:
         """The children's latest figures, merged."""
@@ -196,6 +204,22 @@ class Supervisor:
         if failed.process.returncode == _CONFIG_ERROR_EXIT:
             raise ConfigError(failed.last_error or message)
         raise ClusterError(message)
+
+
+def stop_with_parent(parent: int) -> Callable[[], None]:
+    """What a child runs before it starts: SIGTERM to itself when ``parent`` dies (Linux's
+    parent-death signal), so that no child of a killed supervisor runs on holding the
+    recovery directory; it stops cleanly, as on Ctrl-C. Elsewhere, nothing."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+    def arm() -> None:
+        if prctl is None:
+            return
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def _failed(child: _Child, stopping: bool) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from sinks.recovery_store import resume_epoch
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker
 from tests.flows import oracle
-from tests.helpers import cli_process, eventlake, produce_events, read_topic
+from tests.helpers import children_of, cli_process, eventlake, produce_events, read_topic
 
 EVENTS = 12_000
 AGGS = ["count", "sum", "mean", "min", "max", "stddev", "p50", "p99", "distinct:region",
@@ -217,12 +216,12 @@ def test_a_supervised_run_stops_whole_on_a_signal_or_a_dead_process_and_resumes(
     with cli_process(*command, stderr=subprocess.PIPE) as supervisor:
         _wait_for_epoch(tmp_path / "recovery", (resume_epoch(tmp_path / "recovery") or 0) + 2,
                         supervisor)  # fmt: skip
-        victim = _children(supervisor.pid)[-1]
+        victim = children_of(supervisor.pid)[-1]
         os.kill(victim, signal.SIGKILL)
         _, stderr = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 1, stderr
     assert f"(pid {victim}) was killed by SIGKILL; the others were stopped" in stderr
-    assert not _children(supervisor.pid)
+    assert not children_of(supervisor.pid)
 
     resumed = eventlake(*command, "--bounded", "--final")
     assert resumed.returncode == 0 and "resuming from epoch" in resumed.stderr
@@ -242,14 +241,3 @@ def _wait_for_epoch(recovery_dir: Path, epoch: int, process: subprocess.Popen[st
         assert process.poll() is None, "the run ended early"
         assert time.monotonic() < deadline, "no snapshot was committed"
         time.sleep(0.05)
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid``, oldest first."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                found.append(int(stat.parent.name))
-    return sorted(found)

@@ -30,6 +30,8 @@ NO_BROKER = ["--brokers", "127.0.0.1:1"]  # never contacted: options fail first
         (["--window", "1m", "--agg", "topk:x:none"], "K must be a positive whole number"),
         (["--value", "v"], "--window is required"),
         (["--window", "1m", "--time-format", "rfc"], "'rfc' is not one of"),
+        (["--window", "1m", "--filter", "service > 3"], "field 'service' is read as text"),
+        (["--window", "1m", "--final"], "--final closes every window at the end of a bounded"),
     ],
 )
 def test_an_invalid_option_names_the_fix(options: list[str], message: str) -> None:
@@ -75,6 +77,15 @@ def test_an_output_table_with_other_columns_is_refused(
          "window: invalid duration 'soon'"),
         ('time_field = "ts"\n[[aggregation]]\nkey = ["a"]\nwindow = "1m"\n',
          'topic = "…" is required'),
+        ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\ntable = "by_status"\n'
+         'key = ["status"]\nwindow = "1m"\n[[aggregation]]\ntable = "errors"\n'
+         'key = ["service"]\nwindow = "1m"\nfilter = "status >= 500"\n',
+         "field 'status' is read as text (a key, a text comparison, distinct or topk) by "
+         "table by_status and as a number (a value or a numeric comparison) by table errors"),
+        ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\nkey = ["date"]\nwindow = "1m"\n',
+         "table windows: column 'date' has the name of the date=… directories"),
+        ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\nkey = ["a"]\nwindow = "1m"\n'
+         '[kafka]\n"no.such.setting" = "1"\n', "no.such.setting"),
     ],
 )  # fmt: skip
 def test_validate_names_the_file_and_the_mistake(tmp_path: Path, text: str, message: str) -> None:

@@ -34,7 +34,7 @@ GOOD: list[tuple[dict[str, Any], str | None, float | None]] = [
 ]
 NOT_A_NUMBER = {"t": "2024-05-01T12:06:00Z", "req": {"svc": "b"}, "v": "abc"}
 DEAD = {
-    json.dumps({"t": "tomorrow", "req": {"svc": "a"}, "v": 1}).encode(): "cannot read 'tomorrow'",
+    json.dumps({"t": "tomorrow", "req": {"svc": "a"}, "v": 1}).encode(): 'cannot read "tomorrow"',
     b"[1, 2]": "not a JSON object but an array",
     b'{"t": "2024-05-01T12:00:00Z", "v": ': "not JSON",
     b"\xff\xfe": "not UTF-8",
@@ -91,7 +91,7 @@ def test_every_messy_case_is_counted_or_dead_lettered_with_a_reason(
     assert all(r["window_start"].hour == 12 for r in rows.values())
     reasons = dict(DEAD)
     if strict:
-        reasons[json.dumps(NOT_A_NUMBER).encode()] = "field 'v' is not a number: 'abc' (--strict)"
+        reasons[json.dumps(NOT_A_NUMBER).encode()] = "field 'v' is not a number: \"abc\" (--strict)"
     assert set(dead) == set(reasons)
     for message, reason in reasons.items():
         assert reason in dead[message]

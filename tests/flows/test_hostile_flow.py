@@ -67,3 +67,25 @@ def test_hostile_messages_in_a_killed_and_resumed_flow_are_all_accounted_for(
                 assert pc.all(pc.is_finite(table[field.name])).as_py() is not False, field.name
     invalid = sum(pc.sum(table["invalid_values"]).as_py() or 0 for table in (windows, late))
     assert invalid == 2 * sum(name.startswith("value ") for name in HOSTILE)
+    for table in (windows, late, dead):  # every string readable as UTF-8, late rows included
+        table.validate(full=True)
+    assert late.num_rows > 0 and set(late["service"].to_pylist()) & {"\U0001f600", "\x00"}
+
+
+def test_hostile_messages_in_the_monitoring_flow_are_rows_or_dead_letters_never_a_crash(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    """The fixed-schema decoder: every table readable, each message counted once."""
+    topic, messages = new_topic(partitions=2), _messages()
+    produce_raw(broker.target, topic, messages)
+    out = tmp_path / "out"
+    done = eventlake("run", "monitoring", "--bounded", "--topic", topic, "--out", str(out),
+                     "--brokers", broker.target.bootstrap_servers)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    metrics, late, dead = (_table(out, name) for name in ("service_metrics", "late", "dead_letter"))
+    for table in (metrics, late, dead):
+        table.validate(full=True)
+    assert pc.sum(metrics["count"]).as_py() + late.num_rows + dead.num_rows == len(messages)
+    assert {"\U0001f600", "\x00"} <= set(
+        metrics["service"].to_pylist() + late["service"].to_pylist()
+    )

@@ -69,6 +69,38 @@ def test_a_bounded_run_commits_what_it_read_with_or_without_checkpoints(
     assert _committed(broker, topic, "silent") == [-1001] * PARTITIONS  # nothing committed
 
 
+def test_a_run_that_cannot_write_commits_nothing_and_says_so_before_reading(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    """A file where a table goes: exit 2 before anything is read, one line, no commit."""
+    topic, out = _topic(broker, new_topic), tmp_path / "out"
+    out.mkdir()
+    (out / "service_metrics").write_text("not a directory")
+    result = eventlake("run", "monitoring", "--bounded", "--topic", topic, "--out", str(out),
+                       "--brokers", broker.target.bootstrap_servers)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"error: {out / 'service_metrics'} is a file, where table service_metrics goes" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert _committed(broker, topic, f"eventlake-monitoring-{topic}") == [-1001] * PARTITIONS
+
+
+def test_a_stopped_run_without_checkpoints_lost_its_open_windows_and_commits_nothing(
+    broker: Broker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    topic, out = _topic(broker, new_topic), tmp_path / "out"
+    args = ["run", "monitoring", "--unbounded", "--topic", topic, "--out", str(out),
+            "--group", "lossy", "--brokers", broker.target.bootstrap_servers]  # fmt: skip
+    with cli_process(*args, stderr=subprocess.PIPE) as process:
+        _wait_for(lambda: list(out.rglob("*.parquet")), "no file written")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "stopped on request" in stderr
+    assert _committed(broker, topic, "lossy") == [-1001] * PARTITIONS
+
+
 def _wait_for(condition: object, what: str, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():  # type: ignore[operator]

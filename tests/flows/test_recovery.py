@@ -27,9 +27,6 @@ from sources.generators import AnalyticsGenerator, EventGenerator, MonitoringGen
 from tests.conftest import Broker
 from tests.helpers import cli_process, eventlake, produce_events, run_with_kills
 
-SOAK = os.environ.get("EVENTLAKE_SOAK") == "1"
-"""``make soak``: more events and more kills per run."""
-
 
 @dataclass(frozen=True)
 class CrashCase:
@@ -49,7 +46,7 @@ CASES = {
     "monitoring": CrashCase(
         "monitoring",
         MonitoringGenerator(seed=21, start=START),
-        400_000 if SOAK else 150_000,
+        150_000,
         {monitoring.TABLE: ("service", "endpoint", "window_start", "window_end", "count",
                             "error_count", "max_latency_ms")},
         batch_size=300,
@@ -57,7 +54,7 @@ CASES = {
     "analytics": CrashCase(
         "analytics",
         AnalyticsGenerator(seed=22, start=START),
-        400_000 if SOAK else 200_000,
+        200_000,
         {analytics.SESSIONS_TABLE: ("user_id", "window_start", "window_end", "count", "views",
                                     "carts", "purchases", "first_event", "last_event"),
          analytics.REVENUE_TABLE: ("category", "window_start", "window_end", "count", "orders",
@@ -65,7 +62,7 @@ CASES = {
         batch_size=2000,
     ),
 }  # fmt: skip
-KILLS = 6 if SOAK else 2
+KILLS = 2
 
 
 @dataclass(frozen=True)

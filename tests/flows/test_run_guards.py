@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import signal
 import socket
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from flows.runtime.checkpoints import owned
 from flows.runtime.runner import Processes
+from sinks.recovery_store import RecoveryStore, RecoveryStoreError, resume_epoch
 from sources.generators import MonitoringGenerator
 from tests.conftest import Broker, NewTopic
 from tests.helpers import eventlake, produce_events, writing_flow
@@ -131,3 +134,32 @@ def test_processes_starting_together_do_not_refuse_each_other_over_a_dead_runs_r
         with owned(recovery, Processes(1, addresses)):
             pass
         rewrite.join()
+
+
+def test_a_damaged_checkpoint_fails_loudly_instead_of_resuming_from_part_of_it(
+    broker: Broker, finished_run: str, tmp_path: Path
+) -> None:
+    """A partition whose tables cannot be read: before, its reads were skipped and the
+    resume epoch came from the other partitions."""
+    recovery = tmp_path / "recovery"
+    assert resume_epoch(recovery) is not None
+    damaged = recovery / "part-3.sqlite3"
+    with sqlite3.connect(damaged) as connection:
+        connection.execute("DROP TABLE fronts")
+    for in_flow in (False, True):  # read here, and through the helper a flow uses
+        with (
+            contextlib.closing(RecoveryStore(recovery, in_flow)) as store,
+            pytest.raises(
+                RecoveryStoreError, match=f"cannot read the checkpoint partition {damaged}"
+            ),
+        ):
+            store.resume_epoch()
+
+    resumed = eventlake(*_aggregate(finished_run, tmp_path, broker))
+    assert resumed.returncode == 1, resumed.stderr
+    assert (
+        resumed.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: cannot read the checkpoint partition {damaged}: no such table: fronts")
+    )
+    assert "Traceback" not in resumed.stderr

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pytest
 
+from common.errors import ConfigError, OutputError
+from sinks.parquet_files import require_writable
 from sinks.table_sink import (
     COMBINE_BUFFERED_AT,
     END_OF_INPUT,
@@ -108,3 +111,24 @@ def test_many_small_tables_are_buffered_as_few(tmp_path: Path) -> None:
     assert len(state.buffered) < COMBINE_BUFFERED_AT
     values = pa.concat_tables(state.buffered)["value"].to_pylist()
     assert values == [minute % 50 for minute in range(3 * COMBINE_BUFFERED_AT)]
+
+
+def test_a_table_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """A disk that fills or a directory that goes away mid-run: an OutputError naming the
+    table and what to do, which the CLI prints as one line (exit 1), not a traceback."""
+    table_dir = tmp_path / "windows"
+    sink = ParquetTableSink(table_dir, SCHEMA, "window_start", RollingPolicy(max_rows=1))
+    part = sink.build_part("out", "0", None)
+    part.write_batch([rows([0])])
+    (table_dir / "date=2024-05-01").write_text("a file where a directory goes")
+    with pytest.raises(OutputError, match=r"cannot write table windows: .*run the same command"):
+        part.snapshot()
+
+
+def test_a_table_directory_is_checked_before_a_run_reads_anything(tmp_path: Path) -> None:
+    (tmp_path / "windows").write_text("")
+    with pytest.raises(ConfigError, match="is a file, where table windows goes"):
+        require_writable(tmp_path / "windows")
+    require_writable(tmp_path / "late" / "nested")
+    assert (tmp_path / "late" / "nested").is_dir()
+    assert list((tmp_path / "late" / "nested").iterdir()) == []  # the probe leaves nothing

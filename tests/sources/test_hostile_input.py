@@ -43,8 +43,11 @@ def _expected(decoder_name: str, case: str, outcome: Outcome) -> Outcome:
 
 
 def _assert_clean(decoded: DecodedBatch, messages: int) -> None:
-    """Rows + dead letters = messages; no NaN or infinity; every time windowable."""
+    """Rows + dead letters = messages; every string valid UTF-8; no NaN or infinity;
+    every time windowable."""
     assert decoded.records.num_rows + len(decoded.dead_letters) == messages
+    decoded.records.validate(full=True)  # raises on a string that is not UTF-8
+    decoded.dead_letter_table().validate(full=True)
     for field in decoded.records.schema:
         column = decoded.records[field.name]
         if pa.types.is_floating(field.type):
@@ -104,6 +107,35 @@ def test_reasons_name_the_problem() -> None:
     assert "after the year 9999" in str(reasons["time year 9999"])
 
 
+@pytest.mark.parametrize(
+    ("decoder_name", "value", "reason"),
+    [
+        ("monitoring", event(ts="1714564800"),
+         "time field 'ts' holds 1714564800; expected ISO-8601 text such as 2024-05-01T12:00:00Z"),
+        ("monitoring", event(ts='"tomorrow"'), "time field 'ts' holds \"tomorrow\"; expected ISO"),
+        ("monitoring", event(status='"abc"'), "'status' holds \"abc\"; expected a whole number"),
+        ("monitoring", event(status="200.5"), "'status' holds 200.5; expected a whole number"),
+        ("monitoring", event(latency_ms="[1]"), "'latency_ms' holds an array; expected a number"),
+        ("monitoring", event(service='{"a": 1}'), "field 'service' holds an object; expected text"),
+        ("monitoring", HOSTILE["key lone high surrogate escape"][0],
+         "field 'service' holds the lone surrogate \\ud800, which is no Unicode character"),
+        ("aggregate", HOSTILE["key lone low surrogate escape"][0],
+         "field 'service' holds the lone surrogate \\udc00"),
+        ("aggregate", HOSTILE["key nested with a lone surrogate"][0],
+         "field 'service' holds the lone surrogate \\udfff"),
+        ("monitoring", HOSTILE["key not UTF-8"][0], "field 'service' is not UTF-8"),
+        ("aggregate", HOSTILE["unread field not UTF-8"][0], "field 'extra' is not UTF-8"),
+        ("aggregate", HOSTILE["field name not UTF-8"][0], "field 'n\\udcff' is not UTF-8"),
+    ],
+)  # fmt: skip
+def test_a_dead_letter_names_the_field_and_what_it_takes(
+    decoder_name: str, value: bytes, reason: str
+) -> None:
+    decoded = DECODERS[decoder_name].decode(_batch([event(), value]))
+    assert [letter["offset"] for letter in decoded.dead_letters] == [1]
+    assert reason in str(decoded.dead_letters[0]["error"])
+
+
 def test_a_tombstone_keeps_its_key_in_the_dead_letter() -> None:
     letter = DECODERS["monitoring"].decode(_batch([None])).dead_letters[0]
     assert (letter["key"], letter["value"], letter["error"]) == (b"key", None, "empty message")
@@ -112,8 +144,8 @@ def test_a_tombstone_keeps_its_key_in_the_dead_letter() -> None:
 def test_an_unexpected_exception_becomes_a_dead_letter_naming_its_class(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(value: object) -> str:
-        raise LookupError(f"cannot handle {value!r}")
+    def broken(*args: object) -> str:
+        raise LookupError(f"cannot handle {args!r}")
 
     monkeypatch.setattr("sources.flexible_decode._text", broken)
     decoded = DECODERS["aggregate"].decode(_batch([event(service="42")]))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 
 from common.metrics import RunMetrics
 from sources.batches import DecodedBatch
@@ -21,6 +21,8 @@ from tests.helpers import READ_TIMEOUT_S
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 IDLE_S = 0.5
+OVERFLOW = 60_000
+"""Messages of ~120 bytes: more than the embedded broker keeps in a partition."""
 SCHEMA = pa.schema([("ts", pa.string())])
 
 
@@ -74,6 +76,60 @@ def test_a_partition_back_from_idleness_is_behind_until_it_catches_up(
     finally:
         for reader in readers:
             reader.close()
+
+
+def _overflow(broker: Broker, topic: str, partition: int, minute: int) -> None:
+    """Send more than the embedded broker keeps per partition (5 MiB): it drops the oldest."""
+    producer = Producer(broker.target.client_config())
+    event = json.dumps({"ts": (T0 + timedelta(minutes=minute)).isoformat(), "pad": "x" * 80})
+    for _ in range(OVERFLOW):
+        while True:
+            try:
+                producer.produce(topic, event.encode(), partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(30) == 0
+
+
+def test_a_partition_back_from_idleness_with_a_gap_first_is_still_behind(
+    broker: Broker, new_topic: NewTopic
+) -> None:
+    """Its first batch back holds only the gap row; the rows after it may still be behind
+    the watermark, which followed the other partition meanwhile."""
+    topic = new_topic(partitions=2)
+    source = KafkaBatchSource(
+        broker.target, topic, JsonDecoder(SCHEMA, "ts"), ReadOptions(False, IDLE_S)
+    )
+    send(broker, topic, 0, [1])
+    send(broker, topic, 1, [1])
+    idle, other = (source.build_part("kafka", str(p), None) for p in (0, 1))
+    try:
+        next_data(idle), next_data(other)
+        paused = [TopicPartition(topic, 0)]
+        idle._consumer.pause(paused)  # type: ignore[attr-defined]  # fetch nothing meanwhile
+        go_idle(idle)
+        send(broker, topic, 1, [10])
+        next_data(other)
+        _overflow(broker, topic, 0, minute=2)  # its next offset is deleted
+        idle._consumer.resume(paused)  # type: ignore[attr-defined]
+        back = _next_loud(idle)
+        assert back.gaps and not back.records.num_rows and back.behind
+        assert next_data(idle).behind, "minute 2 is behind minute 10: its rows are judged"
+    finally:
+        idle.close()
+        other.close()
+
+
+def _next_loud(reader: object) -> DecodedBatch:
+    """The next batch that is not a quiet one (events, a gap or an end)."""
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for batch in reader.next_batch():  # type: ignore[attr-defined]
+            if batch.records.num_rows or batch.gaps or batch.ended:
+                return batch
+        time.sleep(0.01)
+    raise AssertionError("nothing came")
 
 
 @pytest.mark.parametrize("partitions", [1, 16, 64, 5_000])
