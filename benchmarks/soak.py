@@ -22,10 +22,12 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
+from confluent_kafka import Consumer, TopicPartition
 
 from common.units import parse_duration
 from sources.broker import EmbeddedBroker
+from sources.target import KafkaTarget
 from sources.topics import TopicSpec
 from tests.flows import oracle
-from tests.helpers import children_of, read_topic
+from tests.helpers import READ_TIMEOUT_S, children_of
 
 TOPIC, PARTITIONS, RATE = "requests", 8, 120
 PRODUCER_SETTINGS = ["-X", "linger.ms=500"]
@@ -121,6 +125,55 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+class TopicRecorder:
+    """Every message of the topic, read as it arrives by a plain consumer of its own (the
+    batch oracle's input): the embedded broker deletes a partition's oldest messages past
+    its size limit, which a long soak reaches, so reading the topic at the end would not
+    see them all."""
+
+    def __init__(self, target: KafkaTarget) -> None:
+        settings = {"group.id": "soak-oracle", "auto.offset.reset": "earliest"}
+        self._consumer = Consumer({**target.client_config(), **settings})
+        self._consumer.assign([TopicPartition(TOPIC, part, 0) for part in range(PARTITIONS)])
+        self.messages: list[tuple[bytes | None, bytes | None]] = []
+        self._next: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(10_000, 0.5):
+                if message.error() is None:
+                    self.messages.append((message.key(), message.value()))
+                    self._next[message.partition()] = message.offset() + 1
+
+    def finish(self, target: KafkaTarget) -> list[tuple[bytes | None, bytes | None]]:
+        """Every message, once each partition is read to its end offset; SystemExit if one
+        was deleted before it was read (the oracle would be incomplete)."""
+        ends = _end_offsets(target)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while any(self._next.get(part, 0) < end for part, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the oracle's reader never reached the end offsets {ends}")
+            time.sleep(0.2)
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+        if len(self.messages) != sum(ends.values()):
+            raise SystemExit(f"the oracle read {len(self.messages):,} of {sum(ends.values()):,}")
+        return self.messages
+
+
+def _end_offsets(target: KafkaTarget) -> dict[int, int]:
+    consumer = Consumer({**target.client_config(), "group.id": "soak-ends"})
+    try:
+        return {part: consumer.get_watermark_offsets(TopicPartition(TOPIC, part), 30)[1]
+                for part in range(PARTITIONS)}  # fmt: skip
+    finally:
+        consumer.close()
+
+
 def chaos_plan(duration_s: float, rnd: random.Random) -> Plan:
     """Kills at random moments, alternating flows; two outages; a bounded rerun of each;
     the aggregate rescaled to two processes and back within the middle third (whose
@@ -163,6 +216,7 @@ def soak(duration_s: float, seed: int, work: Path) -> list[str]:
     broker = EmbeddedBroker(topics=[TopicSpec(TOPIC, PARTITIONS)])
     with broker as bootstrap:
         flows = _flows(work, bootstrap)
+        recorder = TopicRecorder(broker.target)
         producer = _producer(bootstrap, work)
         try:
             _chaos(flows, broker, duration_s, seed)
@@ -171,7 +225,7 @@ def soak(duration_s: float, seed: int, work: Path) -> list[str]:
             for flow in flows.values():
                 flow.stop()
                 flow.run_bounded("--final")
-            messages = read_topic(broker.target, TOPIC)
+            messages = recorder.finish(broker.target)
         finally:  # whatever happened, leave no process running
             producer.kill()
             for flow in flows.values():
@@ -287,12 +341,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
     duration_s = parse_duration(options.duration).total_seconds()
-    with tempfile.TemporaryDirectory(prefix="eventlake-soak-") as work:
-        problems = soak(duration_s, options.seed, Path(work))
+    work = Path(tempfile.mkdtemp(prefix="eventlake-soak-"))
+    problems = soak(duration_s, options.seed, work)  # a failure keeps work/ to look at
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
-    print("soak passed" if not problems else f"soak failed: {len(problems)} problem(s)")
-    sys.exit(1 if problems else 0)
+    if problems:
+        print(f"soak failed: {len(problems)} problem(s); logs and tables are in {work}")
+        sys.exit(1)
+    shutil.rmtree(work)
+    print("soak passed")
 
 
 if __name__ == "__main__":
