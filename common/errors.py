@@ -35,5 +35,14 @@ class OutputError(EventlakeError):
     """An output table could not be written while running (a full disk, permissions)."""
 
 
+class ResourceError(EventlakeError):
+    """The operating system refused a run something it needs while running (file
+    descriptors); exit code 1."""
+
+
+class LimitError(EventlakeError):
+    """A run reached a limit it was given (``--max-open-windows``); it stops, losing nothing."""
+
+
 class GapError(EventlakeError):
     """Offsets a flow still had to read are gone from Kafka, and ``--on-gap fail`` was set."""

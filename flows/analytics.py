@@ -103,12 +103,12 @@ def revenue_spec(window_s: float, slide_s: float) -> TableSpec:
     )
 
 
-def sessions_spec(gap_s: float) -> TableSpec:
-    """``user_sessions``: one row per user session."""
+def sessions_spec(gap_s: float, max_session_s: float | None = None) -> TableSpec:
+    """``user_sessions``: one row per user session, cut by ``max_session_s`` if given."""
     return TableSpec(
         name=SESSIONS_TABLE,
         keys=("user_id",),
-        window=Session(micros(gap_s)),
+        window=Session(micros(gap_s), None if max_session_s is None else micros(max_session_s)),
         aggregations=(
             Count(),
             Stat("sum", "is_view", "views", output_type=INT64),
@@ -130,7 +130,7 @@ def build_flow(
     """The analytics dataflow, writing its :data:`TABLES` under ``settings.out``."""
     specs = [
         revenue_spec(settings.window_s or DEFAULT_WINDOW_S, settings.slide_s or DEFAULT_SLIDE_S),
-        sessions_spec(settings.session_gap_s or DEFAULT_SESSION_GAP_S),
+        sessions_spec(settings.session_gap_s or DEFAULT_SESSION_GAP_S, settings.max_session_s),
     ]
     return build_pipeline("analytics", settings, DECODER, specs, metrics, io).flow
 

@@ -12,9 +12,12 @@ table. An interrupted compaction leaves only hidden directories, removed by
 the next one.
 
 Every visible file is committed (:mod:`sinks.pending_files`), so compaction
-never turns rows a replay will write again into duplicates. First it
-publishes the rolls a crashed run left pending whose snapshot is committed;
-the others stay pending, for the resume to delete and write again. Restoring
+never turns rows a replay will write again into duplicates. Given the recovery
+directory of the run that wrote the table, it first publishes the rolls a crashed
+run left pending whose snapshot is committed; the others stay pending, for the
+resume to delete and write again. Without it, pending rolls are left alone: the
+recovery directory a file under the table names is never read (checkpoints are
+pickles, so only a directory the user names is trusted). Restoring
 recovery partitions from a backup older than a compaction is not supported.
 """
 
@@ -35,12 +38,7 @@ from common.progress import Progress
 from sinks.parquet_files import visible_files, write_atomically
 from sinks.pending_files import pending_rolls
 from sinks.table_lock import hold_for_compaction
-from sinks.table_sink import (
-    SINK_MARKER,
-    RollingPolicy,
-    publish_committed_rolls,
-    read_sink_marker,
-)
+from sinks.table_sink import SINK_MARKER, RollingPolicy, publish_committed_rolls, read_sink_marker
 
 DEFAULT_TARGET_SIZE = RollingPolicy.max_bytes
 """Compacted files are about as large as the largest files a run cuts."""
@@ -64,20 +62,26 @@ class CompactionReport:
     published: int
     """Rolls a crashed run left pending, published because their snapshot is committed."""
     uncommitted: int
-    """Rolls left pending: their snapshot is not committed, a resume writes them again."""
+    """Rolls left pending: their snapshot is not committed (a resume writes them again),
+    or no recovery directory was given to tell."""
 
 
 def compact_table(
-    table_dir: Path, target_size: int = DEFAULT_TARGET_SIZE, progress: Progress | None = None
+    table_dir: Path,
+    target_size: int = DEFAULT_TARGET_SIZE,
+    progress: Progress | None = None,
+    recovery_dir: Path | None = None,
 ) -> CompactionReport:
     """Compact every Hive directory of ``table_dir``; the multiset of rows stays the same.
+    With ``recovery_dir`` (the writing run's), first publish its committed pending rolls.
 
     Raises ConfigError if ``table_dir`` is not a table directory a flow wrote (the
-    output root, a ``date=`` folder…), and TableBusyError if a flow is writing it.
+    output root, a ``date=`` folder…) or another run's recovery directory is given, and
+    TableBusyError if a flow is writing it.
     """
     _require_table(table_dir)
     with hold_for_compaction(table_dir):
-        published = _publish_pending(table_dir)
+        published = 0 if recovery_dir is None else publish_committed_rolls(table_dir, recovery_dir)
         files = visible_files(table_dir)  # leftovers below are hidden: not among them
         if any(path.parent == table_dir for path in files):
             raise ConfigError(
@@ -117,21 +121,6 @@ def _require_table(table_dir: Path) -> None:
     raise ConfigError(
         f"{table_dir} is not a table directory of a flow's output (no {SINK_MARKER}); {hint}"
     )
-
-
-def _publish_pending(table_dir: Path) -> int:
-    """Publish the rolls a stopped run left pending whose snapshot is committed; how
-    many. ConfigError if the recovery directory that says which are is gone."""
-    marker = read_sink_marker(table_dir)
-    recovery_dir = None if marker is None else marker[1]
-    if pending_rolls(table_dir) and recovery_dir is not None and not recovery_dir.is_dir():
-        raise ConfigError(
-            f"{table_dir} has files waiting for a checkpoint in --recovery-dir {recovery_dir}, "
-            "which is gone, so compaction cannot tell committed ones from ones a resume would "
-            f"rewrite; restore it, or delete {table_dir / '.pending'} if that flow will never "
-            "resume"
-        )
-    return publish_committed_rolls(table_dir)
 
 
 def _plan(files: list[Path], target_size: int) -> dict[Path, list[list[Path]]]:

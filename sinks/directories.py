@@ -28,6 +28,10 @@ DAY, HOUR = "date", "hour"
 PARTITION_COLUMNS: dict[PartitionBy, tuple[str, ...]] = {"day": (DAY,), "hour": (DAY, HOUR),
                                                          "none": ()}  # fmt: skip
 """The columns readers of Hive directories add to each layout's rows."""
+READ_AT = pa.field("read_at", pa.timestamp("ms", tz="UTC"))
+"""When the run read a row (the wall clock): the time column that files the dead letters
+and late rows. Their own times (a Kafka timestamp, an event time) are whatever a producer
+set, so one message a day apart from the last would make a directory of its own."""
 _BUCKET_S: dict[PartitionBy, int] = {"hour": 3_600, "day": 86_400}
 _NULL_BUCKET = np.iinfo(np.int64).min
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

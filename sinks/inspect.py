@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from common.errors import ConfigError, EventlakeError
+from sinks.directories import READ_AT
 
-TIME_COLUMNS = ("window_start", "kafka_timestamp")
-"""The column whose range is shown: window start, or Kafka time for dead letters."""
+TIME_COLUMNS = ("window_start", READ_AT.name)
+"""The column whose range is shown: window start, or when a dead letter was read."""
 ATTEMPTS = 5
 T = TypeVar("T")
 

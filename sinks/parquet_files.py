@@ -48,25 +48,54 @@ def write_atomically(
 
 
 def require_writable(table_dir: Path) -> None:
-    """Create ``table_dir`` if needed and write a byte into it, so that a run finds out
-    before it reads anything: ConfigError naming the directory and the reason if it
-    cannot (a file in its place, no permission, no space)."""
+    """ConfigError naming the directory and the reason if ``table_dir`` cannot be written
+    (a file in its place, no permission, no space), or if a directory in it is a
+    symbolic link (writes and deletes would land outside the table); creates nothing, so
+    a run can find out before it reads anything."""
     if table_dir.exists() and not table_dir.is_dir():
         raise ConfigError(
             f"{table_dir} is a file, where table {table_dir.name} goes; remove it or pass "
             "another --out"
         )
+    link = next(symbolic_links(table_dir), None)
+    if link is not None:
+        raise ConfigError(
+            f"{link} is a symbolic link to {link.readlink()}: a table's directories must be "
+            "its own, or its files would be written and deleted elsewhere; replace the link by "
+            "a directory, or pass --out on the disk it points to"
+        )
+    problem = unwritable(table_dir)
+    if problem is not None:
+        raise ConfigError(
+            f"cannot write table {table_dir.name} in {table_dir}: {problem}; free space or "
+            "fix its permissions, or pass another --out"
+        )
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why ``directory`` cannot take a file; None if it can. A byte is written and fsynced
+    into it, or into the nearest directory above that exists (where it would be made),
+    and removed: nothing is left behind."""
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file"
     try:
-        table_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=table_dir) as probe:
+        with tempfile.TemporaryFile(dir=existing) as probe:
             probe.write(b"\0")
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as err:
-        raise ConfigError(
-            f"cannot write table {table_dir.name} in {table_dir}: {err.strerror or err}; "
-            "free space or fix its permissions, or pass another --out"
-        ) from None
+        return str(err.strerror or err)
+    return None
+
+
+def symbolic_links(table_dir: Path) -> Iterator[Path]:
+    """The table directory and every directory under it that is a symbolic link."""
+    if table_dir.is_symlink():
+        yield table_dir
+    for parent, directories, _ in os.walk(table_dir):  # never follows links
+        yield from (Path(parent) / name for name in directories
+                    if (Path(parent) / name).is_symlink())  # fmt: skip
 
 
 @contextlib.contextmanager

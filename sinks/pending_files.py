@@ -1,15 +1,17 @@
 """Files become visible only once the snapshot that wrote them is durable.
 
 With checkpoints, a sink partition writes the files of one roll (one file
-sequence number) under ``table/.pending/part-PPP-SSSSSSSS/<hive dirs>/`` at
-``snapshot()``, and bytewax makes that snapshot durable afterwards. Once it is,
-the roll is *published*: each file is renamed to the same place under the
-table, and the roll's directory is removed. Who publishes:
+sequence number) under ``table/.pending/part-RUN-PPP-SSSSSSSS/<hive dirs>/`` at
+``snapshot()`` (RUN: the run's id, :func:`sinks.recovery_store.run_id_of`), and
+bytewax makes that snapshot durable afterwards. Once it is, the roll is
+*published*: each file is renamed to the same place under the table, and the
+roll's directory is removed. Who publishes:
 
 - the partition itself, at a later snapshot, once the recovery store holds a
   committed snapshot past the roll (:class:`CommitWatch`);
 - the command, when a run ends, for whatever the last epochs wrote
-  (:func:`publish_committed`; compaction does the same before it starts);
+  (:func:`publish_committed`; compaction does the same before it starts, given
+  the run's recovery directory);
 - a resume, for the rolls its restored state covers; it deletes the others
   (:func:`settle_partition`).
 
@@ -23,18 +25,29 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from sinks.faults import crash_point
 from sinks.recovery_store import RecoveryStore
 
 PENDING_DIR = ".pending"
-_ROLL = re.compile(r"^part-(?P<partition>\d+)-(?P<sequence>\d+)$")
+_ROLL = re.compile(r"^part-(?P<run>[0-9a-f]+)-(?P<partition>\d+)-(?P<sequence>\d+)$")
 
 
-def roll_directory(table_dir: Path, partition: int, sequence: int) -> Path:
+def roll_name(run_id: str, partition: int, sequence: int) -> str:
+    """The name shared by a roll's files (``-NNNN.parquet`` follows) and its pending
+    directory: no two runs, partitions or rolls share one."""
+    return f"{_partition_prefix(run_id, partition)}{sequence:08d}"
+
+
+def _partition_prefix(run_id: str, partition: int) -> str:
+    return f"part-{run_id}-{partition:03d}-"
+
+
+def roll_directory(table_dir: Path, run_id: str, partition: int, sequence: int) -> Path:
     """Where the files of one roll wait until their snapshot is durable."""
-    return table_dir / PENDING_DIR / f"part-{partition:03d}-{sequence:08d}"
+    return table_dir / PENDING_DIR / roll_name(run_id, partition, sequence)
 
 
 class CommitWatch:
@@ -78,17 +91,18 @@ def publish_roll(table_dir: Path, roll_dir: Path) -> None:
     shutil.rmtree(roll_dir, ignore_errors=True)
 
 
-def settle_partition(table_dir: Path, partition: int, next_sequence: int) -> None:
-    """Before a partition writes again: publish its rolls below ``next_sequence`` (the
-    restored state covers them), delete the later ones and leftover temporary files."""
-    for rolled_by, sequence, roll_dir in pending_rolls(table_dir):
-        if rolled_by != partition:
+def settle_partition(table_dir: Path, run_id: str, partition: int, next_sequence: int) -> None:
+    """Before a partition of run ``run_id`` writes again: publish its rolls below
+    ``next_sequence`` (the restored state covers them), delete the later ones and its
+    leftover temporary files."""
+    for roll in pending_rolls(table_dir):
+        if (roll.run_id, roll.partition) != (run_id, partition):
             continue
-        if sequence < next_sequence:
-            publish_roll(table_dir, roll_dir)
+        if roll.sequence < next_sequence:
+            publish_roll(table_dir, roll.directory)
         else:
-            shutil.rmtree(roll_dir)
-    prefix = f".part-{partition:03d}-"
+            shutil.rmtree(roll.directory)
+    prefix = f".{_partition_prefix(run_id, partition)}"
     for parent, directories, names in os.walk(table_dir):  # tolerates rolls removed meanwhile
         directories[:] = [name for name in directories if name != PENDING_DIR]  # settled above
         for name in names:
@@ -96,29 +110,43 @@ def settle_partition(table_dir: Path, partition: int, next_sequence: int) -> Non
                 (Path(parent) / name).unlink()
 
 
-def publish_committed(table_dir: Path, recovery_dir: Path, step_id: str) -> int:
-    """Publish every roll of the table whose snapshot is committed; how many."""
+def publish_committed(table_dir: Path, recovery_dir: Path, step_id: str, run_id: str) -> int:
+    """Publish every roll of run ``run_id`` whose snapshot ``recovery_dir`` holds as
+    committed; how many."""
     watch = CommitWatch(recovery_dir, step_id)
     try:
         committed: dict[int, int] = {}
         published = 0
-        for partition, sequence, roll_dir in pending_rolls(table_dir):
-            if partition not in committed:
-                committed[partition] = watch.committed_sequence(partition)
-            if sequence < committed[partition]:
-                publish_roll(table_dir, roll_dir)
+        for roll in pending_rolls(table_dir):
+            if roll.run_id != run_id:
+                continue
+            if roll.partition not in committed:
+                committed[roll.partition] = watch.committed_sequence(roll.partition)
+            if roll.sequence < committed[roll.partition]:
+                publish_roll(table_dir, roll.directory)
                 published += 1
         return published
     finally:
         watch.close()
 
 
-def pending_rolls(table_dir: Path) -> list[tuple[int, int, Path]]:
-    """(partition, sequence, directory) of each roll waiting under ``table_dir``."""
+@dataclass(frozen=True)
+class PendingRoll:
+    """A roll waiting under ``table/.pending`` for its snapshot to be durable."""
+
+    run_id: str
+    partition: int
+    sequence: int
+    directory: Path
+
+
+def pending_rolls(table_dir: Path) -> list[PendingRoll]:
+    """Each roll waiting under ``table_dir``, in name order."""
     pending = table_dir / PENDING_DIR
     rolls = []
     for roll_dir in sorted(pending.iterdir()) if pending.is_dir() else []:
         match = _ROLL.match(roll_dir.name)
         if match is not None:
-            rolls.append((int(match["partition"]), int(match["sequence"]), roll_dir))
+            rolls.append(PendingRoll(match["run"], int(match["partition"]),
+                                     int(match["sequence"]), roll_dir))  # fmt: skip
     return rolls

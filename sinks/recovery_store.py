@@ -9,20 +9,46 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import pickle
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 from typing import Any
 
 from common.errors import EventlakeError
+from common.exits import exit_description
+from common.log import LOGGER
+from sinks.table_lock import locked
 
 CREATE_LOCK = ".create.lock"
 """Held exclusively while a run creates the partitions, shared while a reader opens them,
 so that no reader sees a partition half made."""
+
+
+RUN_ID_FILE = "run-id"
+"""Names the run that checkpoints in the directory: in its files and its claims."""
+
+
+def new_run_id() -> str:
+    """A run id no other run has: 12 hex digits."""
+    return uuid.uuid4().hex[:12]
+
+
+def run_id_of(directory: Path) -> str:
+    """The id of the run that checkpoints in ``directory``, made on first use (the
+    processes of one run, starting together, all get the same)."""
+    path = directory / RUN_ID_FILE
+    if not path.exists():
+        temp = directory / f".{RUN_ID_FILE}.{new_run_id()}.tmp"
+        temp.write_text(new_run_id())
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.link(temp, path)
+        temp.unlink()
+    return path.read_text().strip()
 
 
 class RecoveryStoreError(EventlakeError):
@@ -61,19 +87,26 @@ class _Partitions:
         self._connections = []
 
 
-@contextlib.contextmanager
-def locked(path: Path, operation: int) -> Iterator[None]:
-    """``flock`` ``operation`` on ``path`` (created if needed) while inside."""
-    with path.open("a") as lock:
-        fcntl.flock(lock, operation)
-        yield
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         return sqlite3.connect(path, check_same_thread=False)
     except sqlite3.Error as err:
         raise RecoveryStoreError(f"cannot open the checkpoint partition {path}: {err}") from None
+
+
+_Answer = tuple[list[Any], str | None]
+"""A helper's answer: the rows and None, or no rows and the error's text."""
+_HELPER_LOST = (OSError, EOFError, pickle.UnpicklingError)
+"""What asking a helper that has died raises (a closed pipe, or a cut answer)."""
+
+
+def _ask(helper: subprocess.Popen[bytes], query: str, parameters: tuple[Any, ...]) -> _Answer:
+    """``helper``'s answer to ``query``; one of :data:`_HELPER_LOST` if it has died."""
+    assert helper.stdin is not None and helper.stdout is not None
+    pickle.dump((query, parameters), helper.stdin)
+    helper.stdin.flush()
+    answer: _Answer = pickle.load(helper.stdout)
+    return answer
 
 
 class _PartitionsElsewhere:
@@ -90,20 +123,51 @@ class _PartitionsElsewhere:
         self._helper: subprocess.Popen[bytes] | None = None
 
     def read(self, query: str, parameters: tuple[Any, ...]) -> list[Any]:
+        """Rows of ``query``, as :meth:`_Partitions.read` gives them. A helper that has
+        died (killed, say) is replaced, with a warning; RecoveryStoreError if the new one
+        cannot answer either."""
+        helper = self._running()
+        try:
+            rows, error = _ask(helper, query, parameters)
+        except _HELPER_LOST:
+            LOGGER.warning("the checkpoint reader process %s; starting a new one", self._discard())
+            rows, error = self._ask_a_new_helper(query, parameters)
+        if error is not None:
+            raise RecoveryStoreError(error)
+        return list(rows)
+
+    def _ask_a_new_helper(self, query: str, parameters: tuple[Any, ...]) -> _Answer:
+        helper = self._running()
+        try:
+            return _ask(helper, query, parameters)
+        except _HELPER_LOST:
+            raise RecoveryStoreError(
+                f"the new checkpoint reader process {self._discard()} as well, before it "
+                "answered (its error, if it wrote one, is above)"
+            ) from None
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        """The helper, started if there is none (OSError if it cannot be)."""
         if self._helper is None:
-            command = [sys.executable, "-m", "sinks.recovery_store", str(self._directory)]
+            command = [sys.executable, "-P", "-m", "sinks.recovery_store", str(self._directory)]
             # A session of its own: Ctrl-C on the terminal stops the run, which still
             # reads through the helper at its last snapshot; the helper ends with stdin.
             self._helper = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
             )
-        assert self._helper.stdin is not None and self._helper.stdout is not None
-        pickle.dump((query, parameters), self._helper.stdin)
-        self._helper.stdin.flush()
-        rows, error = pickle.load(self._helper.stdout)
-        if error is not None:
-            raise RecoveryStoreError(error)
-        return list(rows)
+        return self._helper
+
+    def _discard(self) -> str:
+        """Be done with the helper (killed first if it still runs, out of step), and say
+        how it ended."""
+        helper, self._helper = self._helper, None
+        assert helper is not None and helper.stdin is not None and helper.stdout is not None
+        if helper.poll() is None:
+            helper.kill()
+        for pipe in (helper.stdin, helper.stdout):
+            with contextlib.suppress(OSError):  # a request still buffered for a dead reader
+                pipe.close()
+        return f"(pid {helper.pid}) {exit_description(helper.wait())}"
 
     def close(self) -> None:
         if self._helper is not None:
@@ -190,7 +254,7 @@ def _serve(directory: Path) -> None:
         except EOFError:
             break
         try:  # (rows, None), or ([], the error's text): the class is __main__'s here
-            answer: tuple[list[Any], str | None] = (partitions.read(query, parameters), None)
+            answer: _Answer = (partitions.read(query, parameters), None)
         except RecoveryStoreError as err:
             answer = ([], str(err))
         pickle.dump(answer, sys.stdout.buffer)

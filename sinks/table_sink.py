@@ -17,13 +17,14 @@ epoch in which it received an item, so the flow sends every partition a
 :data:`TICK` now and then: it rolls by age and publishes on time however
 rarely rows come.
 
-Layout: ``table/<directory>/part-<partition>-<sequence>-<n>.parquet``, the
+Layout: ``table/<directory>/part-<run>-<partition>-<sequence>-<n>.parquet``, the
 directory chosen by the table's time column (Hive style, so readers can prune
 by time; :mod:`sinks.directories`). Rows are routed to the sink partition of
 their directory (:meth:`ParquetTableSink.route`), so each roll writes about one
 file per directory however many partitions there are. Also
-``table/.eventlake-sink.json`` naming the bytewax step and recovery directory
-whose snapshots say which files are committed.
+``table/.eventlake-sink.json`` naming the bytewax step, the run and its recovery
+directory, for maintenance messages only: what is committed is read from the
+recovery directory the user names, never from one a file under the output names.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import TypeAlias
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from common.errors import ConfigError
 from sinks.directories import DEFAULT_PARTITION_BY, PartitionBy, by_directory, check_columns
 from sinks.faults import crash_point
 from sinks.parquet_files import conform, write_atomically, writing
@@ -48,8 +50,10 @@ from sinks.pending_files import (
     publish_committed,
     publish_roll,
     roll_directory,
+    roll_name,
     settle_partition,
 )
+from sinks.recovery_store import new_run_id, run_id_of
 from sinks.table_lock import hold_for_writing
 
 SINK_PARTITIONS = 16
@@ -101,21 +105,31 @@ class SinkState:
     buffered_since: float | None = None
 
 
+@dataclass(frozen=True)
+class _Table:
+    """What every partition of one table's sink shares."""
+
+    directory: Path
+    schema: pa.Schema
+    time_column: str
+    run_id: str
+
+
 class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
     def __init__(
         self,
-        table_dir: Path,
-        schema: pa.Schema,
-        time_column: str,
+        table: _Table,
         partition: int,
         policy: RollingPolicy,
         state: SinkState,
         clock: Callable[[], float],
         commits: CommitWatch | None,
     ) -> None:
+        table_dir = table.directory
         self._table_dir = table_dir
-        self._schema = schema
-        self._time_column = time_column
+        self._schema = table.schema
+        self._time_column = table.time_column
+        self._run_id = table.run_id
         self._partition = partition
         self._policy = policy
         self._state = state
@@ -128,7 +142,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         self._input_ended = False
         with writing(table_dir):
             self._lock = hold_for_writing(table_dir)
-            settle_partition(table_dir, partition, state.next_sequence)
+            settle_partition(table_dir, table.run_id, partition, state.next_sequence)
 
     def write_batch(self, values: list[SinkItem]) -> None:
         self._input_ended |= any(value is END_OF_INPUT for value in values)
@@ -174,7 +188,7 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
             return
         committed = self._commits.committed_sequence(self._partition)
         for sequence in [sequence for sequence in self._pending if sequence < committed]:
-            roll_dir = roll_directory(self._table_dir, self._partition, sequence)
+            roll_dir = roll_directory(self._table_dir, self._run_id, self._partition, sequence)
             publish_roll(self._table_dir, roll_dir)
             self._pending.remove(sequence)
 
@@ -196,11 +210,12 @@ class _TableWriter(StatefulSinkPartition[SinkItem, SinkState]):
         sequence = self._state.next_sequence
         root = self._table_dir
         if self._commits is not None:
-            root = roll_directory(self._table_dir, self._partition, sequence)
+            root = roll_directory(self._table_dir, self._run_id, self._partition, sequence)
             self._pending.append(sequence)
         pieces = by_directory(table, self._time_column, policy.partition_by)
+        prefix = roll_name(self._run_id, self._partition, sequence)
         for number, (directory, rows) in enumerate(pieces):
-            name = f"part-{self._partition:03d}-{sequence:08d}-{number:04d}.parquet"
+            name = f"{prefix}-{number:04d}.parquet"
             write_atomically(rows, root / directory / name, policy.compression,
                              policy.row_group_rows)  # fmt: skip
         self._state, self._uncombined = SinkState(sequence + 1), 0
@@ -213,7 +228,9 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
 
     ``time_column`` (a UTC timestamp column) chooses each row's directory, as
     ``policy.partition_by`` says. ``recovery_dir`` is the run's checkpoint
-    directory (None without one), recorded for maintenance commands.
+    directory (None without one). File names carry the run's id, so no two runs write
+    the same names: the recovery directory's (:func:`~sinks.recovery_store.run_id_of`),
+    which a resume finds again, or a new one without checkpoints.
     """
 
     def __init__(
@@ -225,10 +242,9 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
         recovery_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._table_dir = table_dir
+        run_id = new_run_id() if recovery_dir is None else run_id_of(recovery_dir)
+        self._table = _Table(table_dir, schema, time_column, run_id)
         self._recovery_dir = recovery_dir
-        self._schema = schema
-        self._time_column = time_column
         self._policy = policy or RollingPolicy()
         check_columns(table_dir.name, schema, self._policy.partition_by)
         self._clock = clock
@@ -242,7 +258,7 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
         """``item``'s rows keyed by their directory, so that one sink partition writes
         each directory: about one file per directory per roll, however many partitions."""
         _, table = item
-        return by_directory(table, self._time_column, self._policy.partition_by)
+        return by_directory(table, self._table.time_column, self._policy.partition_by)
 
     def part_fn(self, item_key: str) -> int:
         """A stable partition for a key (the same in every process).
@@ -260,44 +276,60 @@ class ParquetTableSink(FixedPartitionedSink[SinkItem, SinkState]):
         if self._recovery_dir is not None and self._commits is None:
             self._commits = CommitWatch(self._recovery_dir, step_id)
         writer = _TableWriter(
-            self._table_dir,
-            self._schema,
-            self._time_column,
+            self._table,
             int(for_part),
             self._policy,
             resume_state or SinkState(),
             self._clock,
             self._commits,
         )
-        with writing(self._table_dir):
+        with writing(self._table.directory):
             self._record_marker(step_id, for_part)
         return writer
 
     def _record_marker(self, step_id: str, for_part: str) -> None:
         recovery_dir = None if self._recovery_dir is None else str(self._recovery_dir.resolve())
-        marker = {"step_id": step_id, "recovery_dir": recovery_dir}
-        self._table_dir.mkdir(parents=True, exist_ok=True)
-        temp = self._table_dir / f"{SINK_MARKER}.{for_part}.tmp"
+        marker = {"step_id": step_id, "run": self._table.run_id, "recovery_dir": recovery_dir}
+        table_dir = self._table.directory
+        table_dir.mkdir(parents=True, exist_ok=True)
+        temp = table_dir / f"{SINK_MARKER}.{for_part}.tmp"
         temp.write_text(json.dumps(marker))
-        temp.replace(self._table_dir / SINK_MARKER)
+        temp.replace(table_dir / SINK_MARKER)
 
 
-def read_sink_marker(table_dir: Path) -> tuple[str, Path | None] | None:
-    """(step id, recovery directory or None) recorded by the sink that wrote
-    ``table_dir``; None if no eventlake sink wrote it."""
-    path = table_dir / SINK_MARKER
-    if not path.exists():
+@dataclass(frozen=True)
+class SinkMarker:
+    """What a table's marker says about the run that wrote it: only ever shown to the
+    user or compared, since anyone who can write the output can write the marker."""
+
+    step_id: str
+    run_id: str
+    recovery_dir: Path | None
+
+
+def read_sink_marker(table_dir: Path) -> SinkMarker | None:
+    """The marker the sink that wrote ``table_dir`` left; None if no eventlake sink
+    wrote it (or the marker cannot be read)."""
+    try:
+        marker = json.loads((table_dir / SINK_MARKER).read_text())
+        recovery_dir = marker["recovery_dir"]
+        return SinkMarker(str(marker["step_id"]), str(marker.get("run", "")),
+                          None if recovery_dir is None else Path(recovery_dir))  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    marker = json.loads(path.read_text())
-    recovery_dir = marker["recovery_dir"]
-    return marker["step_id"], None if recovery_dir is None else Path(recovery_dir)
 
 
-def publish_committed_rolls(table_dir: Path) -> int:
-    """Publish the rolls of ``table_dir`` whose snapshot is committed (see
-    :mod:`sinks.pending_files`); how many: 0 for a table written without checkpoints,
-    or whose recovery directory is gone."""
-    step_id, recovery_dir = read_sink_marker(table_dir) or ("", None)
-    if recovery_dir is None or not recovery_dir.is_dir():
+def publish_committed_rolls(table_dir: Path, recovery_dir: Path) -> int:
+    """Publish the rolls of ``table_dir`` that the run checkpointing in ``recovery_dir``
+    wrote and committed (see :mod:`sinks.pending_files`); how many. ConfigError if the
+    table was written by the run of another recovery directory."""
+    marker = read_sink_marker(table_dir)
+    if marker is None:
         return 0
-    return publish_committed(table_dir, recovery_dir, step_id)
+    run_id = run_id_of(recovery_dir)
+    if run_id != marker.run_id:
+        raise ConfigError(
+            f"{table_dir} was written by the run checkpointing in {marker.recovery_dir}, not "
+            f"in {recovery_dir}; pass that run's --recovery-dir"
+        )
+    return publish_committed(table_dir, recovery_dir, marker.step_id, run_id)

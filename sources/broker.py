@@ -43,6 +43,8 @@ DEFAULT_STATE_FILE = Path(".eventlake/broker.json")
 # mock cluster's 5 MiB-per-partition limit over all of them.
 DEFAULT_TOPICS = (TopicSpec("requests", 16), TopicSpec("shop", 8))
 _START_TIMEOUT_S = 30.0
+_CONNECT_TIMEOUT_S = 5.0
+_SIGNAL_CHECK_S = 0.2
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
@@ -58,22 +60,25 @@ class BrokerState:
 def read_state(state_file: Path) -> BrokerState | None:
     """Return the state of the broker recorded in ``state_file``, or None.
 
-    None means no file, or a file left by a broker process that has died.
+    None means no file, or a file left by a broker that has ended: a state file counts
+    only while its broker's control socket accepts connections (its pid alone proves
+    nothing, since another process may have that pid by now).
     """
     try:
         state = BrokerState(**json.loads(state_file.read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    return state if _process_alive(state.pid) else None
+    return state if _listening(state.control_socket) else None
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def _listening(control_socket: str) -> bool:
+    """Whether a broker accepts connections on ``control_socket``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(_CONNECT_TIMEOUT_S)
+        try:
+            conn.connect(control_socket)
+        except (OSError, TypeError, ValueError):  # a path of the wrong type, or a NUL
+            return False
     return True
 
 
@@ -179,7 +184,10 @@ def serve(
             )
             try:
                 print(cluster.bootstrap_servers, file=out, flush=True)
-                stop.wait()
+                # A signal that lands on another thread (one answering a control request)
+                # runs its handler only once this thread wakes: an endless wait misses it.
+                while not stop.wait(_SIGNAL_CHECK_S):
+                    pass
             finally:
                 _remove_state(state_file)
     finally:
@@ -272,7 +280,7 @@ class EmbeddedBroker:
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> str:
-        command = [sys.executable, "-m", "sources.broker", json.dumps(self._options)]
+        command = [sys.executable, "-P", "-m", "sources.broker", json.dumps(self._options)]
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent
         )

@@ -12,36 +12,59 @@ from pathlib import Path
 from confluent_kafka import KafkaException, Producer
 
 from common.errors import ConfigError
-from common.secrets import remember_secrets, scrub
+from common.secrets import remember_secrets, scrub, shown_setting, split_setting
 from sources.target import LIBRDKAFKA_LOG
 
 BOOTSTRAP = "bootstrap.servers"
+ENV_X = "EVENTLAKE_X"
+"""The environment variable of ``-X``."""
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
-    """``KEY=VALUE`` pairs, as ``-X`` takes them; ConfigError naming one without ``=``."""
+    """``KEY=VALUE`` pairs, as ``-X`` takes them; ConfigError naming one without ``=`` (a
+    secret value masked) or with a value that spans lines."""
     settings = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if not equals or not key.strip():
-            raise ConfigError(f"-X {scrub(pair)!r} is not KEY=VALUE, e.g. -X security.protocol=SSL")
+            raise ConfigError(
+                f"-X {shown_setting(pair)!r} is not KEY=VALUE, e.g. -X security.protocol=SSL"
+            )
+        if len(value.splitlines()) > 1:
+            raise ConfigError(
+                f"-X {key.strip()}: a value cannot span lines ({ENV_X} holds one setting per "
+                "line); name a file instead, e.g. -X ssl.key.location=client.key"
+            )
         settings[key.strip()] = value.strip()
     remember_secrets(settings)
     return settings
 
 
+def setting_lines(text: str) -> list[str]:
+    """The ``-X`` settings held in the text of :data:`ENV_X`: one per line (so that a
+    value with spaces stays whole), blank lines skipped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def as_setting_lines(pairs: Iterable[str]) -> str:
+    """``KEY=VALUE`` ``pairs`` as :data:`ENV_X` holds them (see :func:`setting_lines`)."""
+    return "\n".join(pairs)
+
+
 def read_properties(path: Path) -> dict[str, str]:
     """The settings in a Java properties file: ``key=value``, ``key: value`` or ``key
     value`` per line, ``#`` and ``!`` comments, a trailing backslash joins the next line.
-    ConfigError naming the file if it cannot be read."""
+    Read as UTF-8, or as ISO-8859-1 (what Java's ``Properties.load`` reads) when it is not
+    valid UTF-8. ConfigError naming the file if it cannot be read."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"cannot read --kafka-config {path}: {err.strerror}") from None
-    settings = {}
-    for line in _logical_lines(text):
-        key, value = _split_property(line)
-        settings[key] = value
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        text = data.decode("iso-8859-1")  # any byte is a character: this never fails
+    settings = dict(split_setting(line) for line in _logical_lines(text))
     remember_secrets(settings)
     return settings
 
@@ -62,16 +85,6 @@ def _logical_lines(text: str) -> list[str]:
     if pending:
         lines.append(pending)
     return lines
-
-
-def _split_property(line: str) -> tuple[str, str]:
-    for index, char in enumerate(line):
-        if char in "=:" or char.isspace():
-            value = line[index + 1 :].lstrip()
-            if char.isspace() and value[:1] in ("=", ":"):
-                value = value[1:].lstrip()
-            return line[:index], value
-    return line, ""
 
 
 def check_client_settings(settings: Mapping[str, str]) -> None:

@@ -10,6 +10,8 @@ had to read but that retention (or a size limit) deleted become rows of the
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
-from common.errors import GapError
+from common.errors import GapError, ResourceError
 from common.log import LOGGER
 
 OnGap = Literal["continue", "fail"]
@@ -30,6 +32,9 @@ WATCH_TIMEOUT_S = 5.0
 QUIET_S = 1.0
 """librdkafka reports a refused connection many times a second while Kafka is down;
 this long without an error, and a message or end of partition, means it is back."""
+OUT_OF_DESCRIPTORS = os.strerror(errno.EMFILE)
+"""How librdkafka's errors say that the process may open no more files ("Too many open
+files"): it reports that as a connection error, but waiting does not cure it."""
 
 
 class OutageReport:
@@ -70,8 +75,16 @@ class OutageReport:
 
     def on_error(self, error: KafkaError) -> None:
         """librdkafka's error callback: client errors (connection refused, all brokers
-        down) are trouble that librdkafka retries by itself."""
-        self.trouble(error.str())
+        down) are trouble that librdkafka retries by itself; ResourceError, naming the
+        fixes, if the process may open no more files."""
+        reason = error.str()
+        if OUT_OF_DESCRIPTORS in reason:
+            raise ResourceError(
+                f"a Kafka consumer cannot open a connection to {self._servers}: {reason}. "
+                "This process holds as many files as its limit allows; raise it (`ulimit -n`) "
+                "or spread the partitions over more processes (--processes, or -i/-a)"
+            )
+        self.trouble(reason)
 
     def fine(self) -> None:
         """Record a message or end of partition; once no error has come for

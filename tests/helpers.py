@@ -111,14 +111,16 @@ def cli_process(*args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
         process.communicate(timeout=30)
 
 
-def eventlake(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run the ``eventlake`` CLI as a separate OS process and capture its output."""
+def eventlake(*args: str, timeout: float = 240, **popen: Any) -> subprocess.CompletedProcess[str]:
+    """Run the ``eventlake`` CLI as a separate OS process and capture its output; ``popen``
+    goes to :class:`subprocess.Popen` (``preexec_fn``, ``env``)."""
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        **popen,
     )
 
 

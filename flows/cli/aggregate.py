@@ -9,7 +9,8 @@ import click
 from common.errors import ConfigError
 from common.units import shown_duration
 from flows.cli.commands import run_command
-from flows.cli.options import partition_by_option, runtime_options
+from flows.cli.option_groups import partition_by_option
+from flows.cli.options import max_session_option, runtime_options
 from flows.cli.params import Duration, env_option
 from flows.pipelines.config import PipelineConfig, aggregation_config, window_spec
 from flows.pipelines.files import load_pipeline
@@ -73,6 +74,7 @@ def _names(text: str | None) -> list[str]:
     default=None,
     help="Inactivity that ends a session: session windows instead of --window. [default: none]",
 )
+@max_session_option
 @env_option(
     "--agg",
     env="AGG_AGGREGATIONS",
@@ -112,6 +114,7 @@ def aggregate(
     window: float | None,
     slide: float | None,
     session_gap: float | None,
+    max_session: float | None,
     agg: str,
     lateness: float,
     filter_text: str | None,
@@ -124,7 +127,7 @@ def aggregate(
         _names(key),
         _names(value),
         _names(agg),
-        window_spec(window, slide, session_gap),
+        window_spec(window, slide, session_gap, max_session),
         filter_text,
     )
     pipeline = PipelineConfig(

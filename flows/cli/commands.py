@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig
 
 from common.errors import BrokerError, ConfigError, InterruptedRunError
 from common.log import LOGGER
@@ -23,18 +25,17 @@ from common.secrets import scrub
 from flows.runtime.checkpoints import owned, prepare
 from flows.runtime.dataflow import SOURCE_STEP
 from flows.runtime.flow import Flow
+from flows.runtime.limits import make_room_for_consumers
 from flows.runtime.metrics_endpoint import serving_metrics
 from flows.runtime.offsets import commit_after_run
+from flows.runtime.output import claimed, publish_last_rolls, refuse_earlier_output, require_output
 from flows.runtime.runner import run_dataflow
 from flows.runtime.settings import FlowSettings, ProduceSettings
 from flows.runtime.status_line import CheckpointWatch, LiveRun, StatusLine
 from flows.runtime.supervisor import Supervisor
 from sinks.compaction import CompactionReport, compact_table
 from sinks.inspect import head, summarize
-from sinks.parquet_files import column_sum, count_rows, require_writable, visible_files
-from sinks.pending_files import pending_rolls
-from sinks.table_lock import hold_for_writing
-from sinks.table_sink import publish_committed_rolls
+from sinks.parquet_files import column_sum, count_rows
 from sources.batches import GAPS_TABLE
 from sources.connection import ensure_topic, require_topic
 from sources.generators import GENERATORS, MonitoringGenerator
@@ -94,10 +95,12 @@ def _report_dropped(target: KafkaTarget, topic: str, dropped: int) -> None:
 
 def run_command(flow: Flow, settings: FlowSettings) -> None:
     """Run ``flow`` to completion (bounded) or until interrupted."""
-    require_topic(settings.target, settings.topic)
+    require_output(flow.tables, settings)
+    partitions = require_topic(settings.target, settings.topic)
     if settings.processes.spawn > 1:
         _supervise(flow, settings)
         return
+    make_room_for_consumers(settings, partitions)
     with contextlib.ExitStack() as owning:
         if settings.checkpointing is not None:
             owning.enter_context(owned(settings.checkpointing.directory, settings.processes))
@@ -106,12 +109,11 @@ def run_command(flow: Flow, settings: FlowSettings) -> None:
 
 def _run_owned(flow: Flow, settings: FlowSettings) -> None:
     """:func:`run_command` once this process owns the recovery directory."""
-    recovery, epoch_interval, resumed_from = None, None, None
+    recovery, resumed_from = None, None
     if settings.checkpointing is None:
         start = "no --recovery-dir, so a crash loses this run's progress"
     else:
         recovery, resumed_from = prepare(settings.checkpointing)
-        epoch_interval = timedelta(seconds=settings.checkpointing.snapshot_interval_s)
         where = settings.checkpointing.directory
         start = f"starting fresh with checkpoints in {where}"
         if resumed_from is not None:
@@ -119,16 +121,11 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
     name, metrics = flow.name, RunMetrics()
     with _stop_on_signals() as stop, _watched(name, settings, metrics.figures) as status:
         dataflow = flow.build(replace(settings, stop=stop), metrics)  # checks the definition
-        if resumed_from is None:
-            _refuse_earlier_output(settings.out, flow.tables)
-        for table in flow.tables:
-            require_writable(settings.out / table)
-        LOGGER.info("run %s: %s", name, start)
-        try:
-            run_dataflow(dataflow, settings.workers, epoch_interval, recovery, settings.processes)
-        finally:  # the last epochs' files wait for their snapshots, durable by now
-            for table in flow.tables:
-                _publish_last_rolls(settings.out / table)
+        with claimed(flow.tables, settings):
+            if resumed_from is None:
+                refuse_earlier_output(settings.out, flow.tables)
+            LOGGER.info("run %s: %s", name, start)
+            _run_and_publish(dataflow, flow.tables, settings, recovery)
         source_step = f"{dataflow.flow_id}.{SOURCE_STEP}"
         commit_after_run(settings, dataflow.flow_id, source_step, status.figures(), stop.is_set())
         if stop.is_set():
@@ -137,6 +134,25 @@ def _run_owned(flow: Flow, settings: FlowSettings) -> None:
             status.finish(f"already complete: nothing new to read; output under {settings.out}/")
         else:
             status.finish(_summary(flow, settings, status.figures()))
+
+
+def _run_and_publish(
+    dataflow: Dataflow,
+    tables: tuple[str, ...],
+    settings: FlowSettings,
+    recovery: RecoveryConfig | None,
+) -> None:
+    """Run ``dataflow``; then, however it ended, publish what its last snapshots
+    committed (durable by then)."""
+    checkpointing = settings.checkpointing
+    interval = (
+        None if checkpointing is None else timedelta(seconds=checkpointing.snapshot_interval_s)
+    )
+    try:
+        run_dataflow(dataflow, settings.workers, interval, recovery, settings.processes)
+    finally:
+        if checkpointing is not None:
+            publish_last_rolls(settings.out, tables, checkpointing.directory)
 
 
 def _supervise(flow: Flow, settings: FlowSettings) -> None:
@@ -168,17 +184,9 @@ def _watched(
             run = replace(run, checkpoint=checkpoints.latest)
         port = settings.watching.metrics_port
         if port is not None:
-            stack.enter_context(serving_metrics(port, run))
+            stack.enter_context(serving_metrics(settings.watching.metrics_host, port, run))
         interval = settings.watching.status_interval_s
         yield stack.enter_context(StatusLine(f"run {name}", run, interval))
-
-
-def _publish_last_rolls(table_dir: Path) -> None:
-    """Publish what the run's last snapshots committed, holding the table's writer lock
-    so that no compaction swaps a directory meanwhile."""
-    if table_dir.is_dir():
-        with contextlib.closing(hold_for_writing(table_dir)):
-            publish_committed_rolls(table_dir)
 
 
 def _nothing_new(settings: FlowSettings, figures: RunFigures) -> bool:
@@ -213,17 +221,6 @@ def _report_stop(name: str, settings: FlowSettings, status: StatusLine) -> None:
         status.finish()
         raise InterruptedRunError(f"run {name} interrupted before the end of its input; {resume}")
     status.finish(summary)
-
-
-def _refuse_earlier_output(out: Path, tables: tuple[str, ...]) -> None:
-    """ConfigError if ``out`` already holds one of ``tables``: a rerun would add every row again."""
-    for table in tables:
-        files = visible_files(out / table) + [roll for *_, roll in pending_rolls(out / table)]
-        if files:
-            raise ConfigError(
-                f"{out / table} already holds {len(files)} Parquet file(s) or pending roll(s) "
-                "from an earlier run; pass an empty --out directory or remove that one"
-            )
 
 
 def describe_tables(out: Path, table: str | None, rows: int, as_json: bool) -> str:
@@ -265,17 +262,25 @@ def _aligned(table: pa.Table, width: int = 28) -> list[str]:
     ]
 
 
-def compact_command(table_dir: Path, target_size: int) -> CompactionReport:
-    """Compact ``table_dir``, showing progress and what was merged."""
+def compact_command(
+    table_dir: Path, target_size: int, recovery_dir: Path | None = None
+) -> CompactionReport:
+    """Compact ``table_dir``, showing progress and what was merged; with the writing run's
+    ``recovery_dir``, publish what its checkpoints committed first."""
     progress = Progress(f"compact {table_dir}", unit="files")
-    report = compact_table(table_dir, target_size, progress)
+    report = compact_table(table_dir, target_size, progress, recovery_dir)
     summary = (
         f"merged {report.files_merged:,} files ({report.rows:,} rows) into "
         f"{report.files_written:,} in {report.directories:,} directories"
     )
     if report.published:
         summary += f"; published {report.published:,} committed rolls a stopped run left pending"
-    if report.uncommitted:
+    if report.uncommitted and recovery_dir is None:
+        summary += (
+            f"; left {report.uncommitted:,} pending rolls hidden: pass the --recovery-dir of "
+            "the run that wrote them to publish those its checkpoints committed"
+        )
+    elif report.uncommitted:
         summary += (
             f"; left {report.uncommitted:,} rolls written after the flow's last checkpoint "
             "hidden (a resume writes them again)"

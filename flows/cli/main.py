@@ -8,10 +8,8 @@ Every flag can also be set with the ``EVENTLAKE_*`` environment variable that
 from __future__ import annotations
 
 import sys
-import traceback
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 import click
 
@@ -23,7 +21,6 @@ from common.log import (
     LOG_LEVELS,
     configure_logging,
 )
-from common.secrets import scrub
 from common.units import shown_duration, shown_size
 from flows.cli.aggregate import aggregate, validate
 from flows.cli.broker import broker
@@ -35,8 +32,15 @@ from flows.cli.commands import (
     run_command,
 )
 from flows.cli.demo import run_demo
-from flows.cli.options import brokers_option, kafka_options, runtime_options, state_file_option
+from flows.cli.option_groups import kafka_options
+from flows.cli.options import (
+    brokers_option,
+    max_session_option,
+    runtime_options,
+    state_file_option,
+)
 from flows.cli.params import ByteSize, Duration, UtcTime, env_option
+from flows.cli.secret_safe import guard_secrets, show_usage_error
 from flows.cli.status import render_status, run_status
 from flows.registry import resolve_flow
 from flows.runtime.settings import DemoSettings, FlowSettings, ProduceSettings, Runtime
@@ -196,6 +200,7 @@ def produce(
     default=None,
     help="Inactivity that ends a session. [default: the flow's: 30m analytics]",
 )
+@max_session_option
 @env_option(
     "--lateness",
     env="LATENESS",
@@ -212,6 +217,7 @@ def run(
     window: float | None,
     slide: float | None,
     session_gap: float | None,
+    max_session: float | None,
     lateness: float | None,
     runtime: Runtime,
 ) -> None:
@@ -224,6 +230,7 @@ def run(
         window_s=window,
         slide_s=slide,
         session_gap_s=session_gap,
+        max_session_s=max_session,
         lateness_s=flow.lateness_s if lateness is None else lateness,
     )
     run_command(flow, settings)
@@ -238,12 +245,20 @@ def run(
     default=shown_size(DEFAULT_TARGET_SIZE),
     help="Merge files smaller than this into files of about this size (binary units).",
 )
-def compact(table_dir: Path, target_size: int) -> None:
+@env_option(
+    "--recovery-dir",
+    env="RECOVERY_DIR",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="The --recovery-dir of the run that wrote the table: publish the files its "
+    "checkpoints committed that a stopped run left pending. [default: leave them pending]",
+)
+def compact(table_dir: Path, target_size: int, recovery_dir: Path | None) -> None:
     """Merge the small Parquet files of TABLE_DIR (OUT/<table>) into larger ones.
 
     Readers may read meanwhile; a flow writing the table makes it refuse.
     """
-    compact_command(table_dir, target_size)
+    compact_command(table_dir, target_size, recovery_dir)
 
 
 @cli.command()
@@ -329,18 +344,17 @@ cli.add_command(aggregate)
 cli.add_command(validate)
 
 
-def _scrubbed_traceback(
-    kind: type[BaseException], error: BaseException, trace: TracebackType | None
-) -> None:
-    """An unexpected error's traceback, without the value of any Kafka secret."""
-    print(scrub("".join(traceback.format_exception(kind, error, trace))), file=sys.stderr)
-
-
 def main() -> None:
     """Entry point of the ``eventlake`` console script."""
-    sys.excepthook = _scrubbed_traceback
+    guard_secrets()
     try:
-        cli(prog_name="eventlake")
+        sys.exit(cli.main(prog_name="eventlake", standalone_mode=False))  # --help's code, or None
+    except click.ClickException as err:
+        show_usage_error(err)
+        sys.exit(err.exit_code)
+    except click.Abort:  # Ctrl-C before a command handles it: as click reports it
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
     except ConfigError as err:
         echo_error(str(err))
         sys.exit(2)

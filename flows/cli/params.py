@@ -13,16 +13,21 @@ import click
 
 from common.errors import ConfigError
 from common.units import parse_duration, parse_size
+from sources.kafka_config import setting_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 Flag = Callable[[F], F]
 """A click option decorator."""
 
 
+ENV_PREFIX = "EVENTLAKE_"
+"""What the environment variable of every flag starts with."""
+
+
 def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     """A click option that also reads ``EVENTLAKE_<env>`` and shows it and its default."""
     return click.option(
-        *decls, envvar=f"EVENTLAKE_{env}", show_envvar=True, show_default=True, **kwargs
+        *decls, envvar=f"{ENV_PREFIX}{env}", show_envvar=True, show_default=True, **kwargs
     )
 
 
@@ -49,6 +54,24 @@ class Duration(click.ParamType[float | None]):
             self.fail(str(err), param, ctx)
 
 
+class Limit(click.ParamType[int | None]):
+    """A flag value that is a positive whole number, or ``none`` for no limit (None)."""
+
+    name = "N"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().replace(",", "").replace("_", "")
+        if text.lower() == "none":
+            return None
+        if not text.isdigit() or int(text) < 1:
+            self.fail(f"{value!r} is not a positive whole number (e.g. 500000) or none", param, ctx)
+        return int(text)
+
+
 class ByteSize(click.ParamType[int]):
     """A flag value like ``128MB``, converted to bytes."""
 
@@ -59,6 +82,16 @@ class ByteSize(click.ParamType[int]):
             return value if isinstance(value, int) else parse_size(str(value))
         except ConfigError as err:
             self.fail(str(err), param, ctx)
+
+
+class ClientSetting(click.ParamType[str]):
+    """A ``-X`` value, ``KEY=VALUE`` (checked by the command); its environment variable
+    holds one per line, since a value may contain spaces (see :func:`setting_lines`)."""
+
+    name = "KEY=VALUE"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return setting_lines(rv)
 
 
 class UtcTime(click.ParamType[datetime]):

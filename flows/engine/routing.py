@@ -34,7 +34,16 @@ from flows.engine.partials import (
     with_windows,
 )
 from flows.engine.sessions import SessionShard
-from flows.engine.shard import END_OF_TIME, NEVER, Emitted, Shard, ShardInput, WindowShard
+from flows.engine.shard import (
+    END_OF_TIME,
+    NEVER,
+    Emitted,
+    PartitionClock,
+    Shard,
+    ShardInput,
+    WindowShard,
+)
+from flows.engine.shard_state import OpenWindowCeiling, ShardLogic, ShardSnapshot
 from flows.engine.tables import TableSpec
 from flows.engine.windows import Session, reach_us
 from sources.batches import DecodedBatch
@@ -46,9 +55,14 @@ ROWS_PER_WINDOW = 4
 
 
 def shards_step(table: str) -> str:
-    """The name of the step whose state is the shards of windowed ``table``; bytewax
-    0.21 keeps that state under ``<flow>.<step>.stateful.stateful_batch``."""
+    """The name of the step whose state is the shards of windowed ``table``."""
     return f"{table}_windows"
+
+
+def shards_state(flow: str, table: str) -> str:
+    """The step id under which bytewax 0.21 keeps the shards of windowed ``table`` of
+    ``flow`` (:class:`~flows.engine.shard_state.ShardSnapshot` per shard key)."""
+    return f"{flow}.{shards_step(table)}.stateful_batch"
 
 
 def shard_of(key: tuple[Any, ...]) -> int:
@@ -92,9 +106,11 @@ def route(
     batch: DecodedBatch,
     floor_us: int | None = None,
     rows_per_window: float = ROWS_PER_WINDOW,
+    told: PartitionClock | None = None,
 ) -> list[tuple[str, ShardInput]]:
     """One input per shard: its partials or rows, its possibly-late rows, and the
-    batch's progress.
+    batch's progress. With ``told`` (the progress told so far, which the batch adds
+    to), only shards that get rows, unless the progress is news: a heartbeat wakes none.
 
     ``floor_us`` is the newest event time in the checkpoint this run resumed from
     (None for a fresh run): no shard's restored watermark is past it plus the reach of
@@ -125,7 +141,16 @@ def route(
             late = with_windows(records, assigned.select(maybe_late))
             for shard, rows in _rows_by_shard(spec, late):
                 inputs[shard].maybe_late = rows
-    return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)]
+    news = told is None or told.observe(inputs[0])
+    return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)
+            if news or _brings_rows(shard_input)]  # fmt: skip
+
+
+def _brings_rows(shard_input: ShardInput) -> bool:
+    """Whether ``shard_input`` holds partials or rows."""
+    return bool(shard_input.partials) or any(
+        rows is not None and rows.num_rows for rows in (shard_input.rows, shard_input.maybe_late)
+    )
 
 
 def _route_on_time(
@@ -184,24 +209,24 @@ def windowed(
     spec: TableSpec,
     time_field: str,
     lateness_us: int,
+    ceiling: OpenWindowCeiling,
     floor_us: int | None = None,
 ) -> Windowed:
-    """Add the steps computing ``spec`` from ``batches`` (``floor_us``: see :func:`route`);
-    see the module docstring."""
+    """Add the steps computing ``spec`` from ``batches``, its shards' open windows counted
+    against ``ceiling`` (``floor_us``: see :func:`route`); see the module docstring."""
+    # One per process: all batches of a partition pass through the worker that reads it.
+    told = PartitionClock(lateness_us)
     routed = op.flat_map(
         f"{step_id}_route",
         batches,
-        lambda batch: route(spec, time_field, lateness_us, batch, floor_us),
+        lambda batch: route(spec, time_field, lateness_us, batch, floor_us, told=told),
     )
 
-    def advance(shard: Shard | None, item: ShardInput) -> tuple[Shard, list[Emitted]]:
-        shard = shard or new_shard(spec, lateness_us)
-        shard.clock.lateness_us = lateness_us  # --lateness may change between runs
-        emitted = shard.process(spec, item)
-        emitted.watermark, emitted.open_windows = shard.watermark, shard.open_windows()
-        return shard, [emitted]
+    def build(resumed: ShardSnapshot | None) -> ShardLogic:
+        shard = new_shard(spec, lateness_us) if resumed is None else resumed.restored()
+        return ShardLogic(spec, shard, lateness_us, ceiling)
 
-    emitted = op.stateful_flat_map(shards_step(step_id), routed, advance)
+    emitted = op.stateful(shards_step(step_id), routed, build)
     rows = op.flat_map_value(
         f"{step_id}_rows", emitted, lambda out: [] if out.closed is None else [out.closed]
     )

@@ -1,7 +1,9 @@
 """Session windows as columns: the open sessions of a shard in one table of states.
 
 A session of a key is a run of its events less than a gap apart, the window
-``[first event, last event + gap)``. The shard keeps one row per open session
+``[first event, last event + gap)``, or up to the session's cut if that comes first
+(:meth:`~flows.engine.windows.Session.cut_after`: sessions of a key in different cuts
+never overlap, so they never merge). The shard keeps one row per open session
 (key columns, start, end, and a column of states per aggregation); a batch's
 events become sessions of their own and merge with the open ones in a few
 numpy calls, whatever the number of sessions, and closed sessions leave as
@@ -64,14 +66,15 @@ def sessions_of(spec: TableSpec, rows: pa.Table, ts_us: Micros) -> Sessions:
     derived = spec.derive(rows)
     keys = key_ids(spec, derived)
     order = np.lexsort((ts_us, keys))
-    starts = ts_us[order]
+    starts, cuts = ts_us[order], spec.window.cut_after(ts_us[order])
     new_session = _new_key(keys[order])
-    new_session[1:] |= np.diff(starts) >= spec.window.gap_us
+    new_session[1:] |= (np.diff(starts) >= spec.window.gap_us) | (cuts[1:] != cuts[:-1])
     bounds = np.flatnonzero(new_session)
+    ends = np.maximum.reduceat(starts, bounds) + spec.window.gap_us
     return Sessions(
         derived.select(list(spec.keys)).take(pa.array(order[bounds])),
         starts[bounds],
-        np.maximum.reduceat(starts, bounds) + spec.window.gap_us,
+        np.minimum(ends, cuts[bounds]),
         state_layout(spec.aggregations).states(derived, order, bounds),
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from flows.engine.packing import packed, unpacked
 from flows.engine.partials import Assigned, closes_at, event_micros, group
 from flows.engine.tables import Partial, TableSpec
 from flows.engine.windows import reach_us
@@ -70,8 +71,10 @@ class PartitionClock:
     """The newest run seen: the first batch of a later run starts every partition
     afresh (none has ended, stopped or is idle)."""
 
-    def observe(self, batch: ShardInput) -> None:
-        """Record a batch: its maximum event time, end of input, stop, or idleness."""
+    def observe(self, batch: ShardInput) -> bool:
+        """Record a batch: its maximum event time, end of input, stop, or idleness; whether
+        it told anything new (observing a batch that did not changes nothing)."""
+        before = self._facts(batch.partition)
         if batch.execution > self.execution:
             self.execution = batch.execution
             self.ended.clear()
@@ -89,6 +92,13 @@ class PartitionClock:
             self.ended.add(batch.partition)
         if batch.stopping:
             self.stopped.add(batch.partition)
+        return self._facts(batch.partition) != before
+
+    def _facts(self, partition: int) -> tuple[object, ...]:
+        """What a batch of ``partition`` can change: the run, the partition count and the
+        partition's own progress (a later run clears the others' too, and is news itself)."""
+        flags = (partition in self.ended, partition in self.idle, partition in self.stopped)
+        return self.execution, self.partitions, self.maxima.get(partition), *flags
 
     def run_over(self) -> bool:
         """Whether every partition has ended or stopped: nothing more comes in this run."""
@@ -235,8 +245,9 @@ class Shard(ABC):
 
 
 class WindowShard(Shard):
-    """Open tumbling or hopping windows of the keys routed to one shard; picklable as a
-    whole. (Sessions: :class:`flows.engine.sessions.SessionShard`.)"""
+    """Open tumbling or hopping windows of the keys routed to one shard; it pickles its
+    windows as columns (:mod:`flows.engine.packing`). (Sessions:
+    :class:`flows.engine.sessions.SessionShard`.)"""
 
     def __init__(self, lateness_us: int) -> None:
         super().__init__(lateness_us)
@@ -268,13 +279,30 @@ class WindowShard(Shard):
         for partial in _grouped(spec, rows):
             self._add(spec, partial)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: value for name, value in vars(self).items()
+                 if name not in ("open", "_closing", "_ends")}  # fmt: skip
+        state["packed"] = packed([w for windows in self.open.values() for w in windows.values()])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        windows = unpacked(state.pop("packed"))
+        vars(self).update(state)
+        self.open, self._closing, self._ends = {}, {}, []
+        for window in windows:
+            self.open.setdefault(window.key, {})[window.start] = window
+            self._closes(window)
+
     def _add(self, spec: TableSpec, partial: Partial) -> None:
-        added = self._merge(spec, partial)
-        windows = self._closing.get(added.end)
+        self._closes(self._merge(spec, partial))
+
+    def _closes(self, window: Partial) -> None:
+        """Note when open ``window`` closes."""
+        windows = self._closing.get(window.end)
         if windows is None:
-            windows = self._closing[added.end] = set()
-            heapq.heappush(self._ends, added.end)
-        windows.add((added.key, added.start))
+            windows = self._closing[window.end] = set()
+            heapq.heappush(self._ends, window.end)
+        windows.add((window.key, window.start))
 
     def _merge(self, spec: TableSpec, partial: Partial) -> Partial:
         """Merge ``partial`` into the open windows of its key; the window it ended up in."""

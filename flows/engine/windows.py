@@ -59,19 +59,37 @@ class Hopping:
         return -(-self.size_us // self.slide_us)
 
 
+LONGEST_SESSION_US = 3_650_000 * 86_400 * 1_000_000
+"""The longest ``--max-session``, 10,000 years: every cut of an event time stays within
+int64."""
+
+
 @dataclass(frozen=True)
 class Session:
     """Per-key sessions: events closer than ``gap_us`` belong to one session.
 
     A session covers ``[first event, last event + gap)``; two sessions of a key
-    that come to overlap are merged.
+    that come to overlap are merged. With ``max_us``, sessions also end at every
+    multiple of it since the epoch (at UTC midnight for a day, as Google Analytics
+    ends sessions), so none lasts longer: the event after such an end starts a new
+    session.
     """
 
     gap_us: int
+    max_us: int | None = None
 
     def __post_init__(self) -> None:
         if self.gap_us <= 0:
             raise ConfigError("--session-gap must be greater than zero")
+        if self.max_us is not None and not 0 < self.max_us <= LONGEST_SESSION_US:
+            raise ConfigError("--max-session must be greater than zero and at most 3650000d")
+
+    def cut_after(self, times: Micros) -> Micros:
+        """The cut after each of ``times``: the next multiple of ``max_us``, the latest a
+        session holding it may end (without ``max_us``, the largest time: none)."""
+        if self.max_us is None:
+            return np.full(len(times), np.iinfo(np.int64).max)
+        return (times // self.max_us + 1) * self.max_us
 
 
 WindowSpec = Tumbling | Hopping | Session

@@ -173,12 +173,22 @@ def parse_aggregations(terms: list[str], values: list[str]) -> list[Aggregation[
     return aggregations
 
 
-def window_spec(window_s: float | None, slide_s: float | None, gap_s: float | None) -> WindowSpec:
-    """Tumbling (``--window``), hopping (``--slide`` too) or session (``--session-gap``)."""
+def window_spec(
+    window_s: float | None,
+    slide_s: float | None,
+    gap_s: float | None,
+    max_session_s: float | None = None,
+) -> WindowSpec:
+    """Tumbling (``--window``), hopping (``--slide`` too) or session (``--session-gap``,
+    cut by ``--max-session``)."""
+    if max_session_s is not None and gap_s is None:
+        raise ConfigError(
+            "--max-session limits session windows; add --session-gap, or drop --max-session"
+        )
     if gap_s is not None:
         if slide_s is not None:
             raise ConfigError("pass either --slide (hopping windows) or --session-gap, not both")
-        return Session(micros(gap_s))
+        return Session(micros(gap_s), None if max_session_s is None else micros(max_session_s))
     if window_s is None:
         raise ConfigError("--window is required (e.g. --window 1h), unless --session-gap is given")
     if slide_s is None:

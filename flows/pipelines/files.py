@@ -17,12 +17,17 @@
     agg = ["count", "mean", "p95"]
     filter = "dep_delay > 0"  # optional
 
-``session_gap = "30m"`` instead of ``window`` makes session windows.
+    [kafka]                   # optional: librdkafka settings
+    client.id = "flights"     # a dotted key names the setting, quoted or not
+
+``session_gap = "30m"`` instead of ``window`` makes session windows;
+``max_session = "1d"`` ends them at every UTC midnight too.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,9 @@ from flows.pipelines.config import (
 from flows.pipelines.flow import WINDOWS_TABLE
 
 _TOP = {"topic", "time_field", "time_format", "lateness", "strict", "aggregation", "kafka"}
-_TABLE = {"table", "key", "value", "window", "slide", "session_gap", "agg", "filter"}
+_TABLE = {"table", "key", "value", "window", "slide", "session_gap", "max_session", "agg",
+          "filter"}  # fmt: skip
+_DURATIONS = ("window", "slide", "session_gap", "max_session")
 
 
 def load_pipeline(path: Path) -> PipelineConfig:
@@ -82,16 +89,13 @@ def _aggregation(entry: dict[str, Any], default_name: str | None) -> Aggregation
     name = entry.get("table", default_name)
     if not isinstance(name, str):
         raise ConfigError('each of several [[aggregation]] tables needs a table = "NAME"')
-    durations = {
-        key: seconds(key, entry[key]) if key in entry else None
-        for key in ("window", "slide", "session_gap")
-    }
+    durations = [seconds(key, entry[key]) if key in entry else None for key in _DURATIONS]
     return aggregation_config(
         name,
         _names(entry, "key"),
         _names(entry, "value"),
         _names(entry, "agg") or ["count"],
-        window_spec(durations["window"], durations["slide"], durations["session_gap"]),
+        window_spec(*durations),
         entry.get("filter"),
     )
 
@@ -119,10 +123,26 @@ def _names(entry: dict[str, Any], key: str) -> list[str]:
 
 
 def _kafka(table: Any) -> dict[str, str]:
-    """The ``[kafka]`` table: librdkafka settings, values as text (``true``, ``5000``)."""
+    """The ``[kafka]`` table: librdkafka settings, values as text (``true``, ``5000``). An
+    unquoted dotted key (``security.protocol = "SSL"``, a nested table in TOML) is the
+    dotted setting it names; ConfigError if one is set twice."""
     if not isinstance(table, dict):
         raise ConfigError('[kafka] must be a table of settings, e.g. security.protocol = "SSL"')
-    settings = {key: str(value).lower() if isinstance(value, bool) else str(value)
-                for key, value in table.items()}  # fmt: skip
+    settings: dict[str, str] = {}
+    for key, value in _dotted(table):
+        if key in settings:
+            raise ConfigError(
+                f"[kafka] sets {key} twice, quoted and as dotted keys; keep one of them"
+            )
+        settings[key] = str(value).lower() if isinstance(value, bool) else str(value)
     remember_secrets(settings)
     return settings
+
+
+def _dotted(table: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The leaves of ``table``, nested tables included, keyed by their dotted paths."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

@@ -22,10 +22,11 @@ from typing import IO, Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from common.errors import ConfigError
-from flows.engine.routing import shards_step
+from flows.engine.routing import shards_state
 from flows.runtime.runner import Processes
-from sinks.recovery_store import CREATE_LOCK, committed_states, locked, resume_epoch
-from sinks.table_lock import lock_now
+from sinks.parquet_files import unwritable
+from sinks.recovery_store import CREATE_LOCK, committed_states, resume_epoch
+from sinks.table_lock import lock_now, locked
 
 _OWNER_LOCK = ".owner-{}.lock"
 DEFAULT_RECOVERY_PARTITIONS = 16
@@ -50,7 +51,7 @@ def owned(directory: Path, processes: Processes) -> Iterator[None]:
     ConfigError at once, naming the holder's pid and host, if another run holds
     this process id's lock, or if a run of another process count holds any.
     """
-    _require_directory(directory)
+    _made(directory)
     lock_path = directory / _OWNER_LOCK.format(processes.process_id)
     with lock_path.open("a+") as lock:
         if not _lock_soon(lock):
@@ -59,7 +60,7 @@ def owned(directory: Path, processes: Processes) -> Iterator[None]:
                 "run to end or stop it, or pass another --recovery-dir"
             )
         lock.truncate(0)
-        lock.write(json.dumps(_owner(processes)))
+        lock.write(json.dumps(owner_record(processes)))
         lock.flush()
         _refuse_other_process_counts(directory, lock_path, _process_count(processes))
         yield
@@ -78,9 +79,21 @@ def _refuse_other_process_counts(directory: Path, mine: Path, count: int) -> Non
             )
 
 
-def _require_directory(directory: Path) -> None:
+def require_recovery_dir(directory: Path) -> None:
+    """ConfigError naming the fix if ``directory`` is a file or cannot take a file (no
+    permission, no space); creates nothing."""
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"--recovery-dir {directory} is a file; pass a directory")
+    problem = unwritable(directory)
+    if problem is not None:
+        raise ConfigError(
+            f"cannot write checkpoints in --recovery-dir {directory}: {problem}; free space or "
+            "fix its permissions, or pass another --recovery-dir"
+        )
+
+
+def _made(directory: Path) -> None:
+    require_recovery_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
 
@@ -115,7 +128,9 @@ def _process_count(processes: Processes) -> int:
     return max(len(processes.addresses), 1)
 
 
-def _owner(processes: Processes) -> dict[str, object]:
+def owner_record(processes: Processes) -> dict[str, object]:
+    """Who this process is, for a message another run gets: pid, host, process count
+    of its run, since when."""
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -175,7 +190,7 @@ def open_windows(directory: Path, flow: str, tables: list[str]) -> dict[str, int
     that ended groups them all)."""
     counts = {}
     for table in tables:
-        shards = committed_states(directory, f"{flow}.{shards_step(table)}.stateful.stateful_batch")
+        shards = committed_states(directory, shards_state(flow, table))
         counts[table] = sum(shard.open_windows() for shard in shards.values())
     return counts
 
@@ -184,7 +199,7 @@ def prepare(checkpointing: Checkpointing) -> tuple[RecoveryConfig, int | None]:
     """The recovery config (creating the partitions on first use) and the epoch the
     run resumes from, None when it starts fresh."""
     directory = checkpointing.directory
-    _require_directory(directory)
+    _made(directory)
     with locked(directory / CREATE_LOCK, fcntl.LOCK_EX):  # the processes of a run start together
         if not list(directory.glob("part-*.sqlite3")):
             init_db_dir(directory, checkpointing.partitions)  # type: ignore[no-untyped-call]

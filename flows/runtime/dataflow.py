@@ -4,8 +4,10 @@ out, one sink per table (Parquet by default)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bytewax.operators as op
@@ -13,11 +15,13 @@ import pyarrow as pa
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
+from common.errors import ConfigError
 from common.log import LOGGER
 from common.metrics import RunMetrics
 from common.units import micros
 from flows.engine.routing import Windowed, late_schema, windowed
 from flows.engine.shard import NEVER, Emitted
+from flows.engine.shard_state import OpenWindowCeiling
 from flows.engine.tables import TableSpec
 from flows.engine.windows import reach_us
 from flows.runtime.checkpoints import ResumePoint, resume_point
@@ -25,6 +29,7 @@ from flows.runtime.offsets import group_commits
 from flows.runtime.run_definition import check_definition, describe
 from flows.runtime.settings import FlowSettings
 from flows.runtime.stopping import stop_together
+from sinks.directories import READ_AT
 from sinks.table_sink import END_OF_INPUT, SINK_PARTITIONS, TICK, ParquetTableSink, SinkItem
 from sources.batches import (
     DEAD_LETTER_SCHEMA,
@@ -106,6 +111,24 @@ class Pipeline:
         placed = op.flat_map(f"{table}_by_directory", rows, sink.route)
         op.output(table, op.merge(f"{table}_with_signals", placed, self.signals), sink)
 
+    def write_as_read(
+        self, table: str, rows: Stream[tuple[str, pa.Table]], schema: pa.Schema
+    ) -> None:
+        """Write keyed ``rows`` as :meth:`write` does, each stamped with the time it was
+        read (:data:`~sinks.directories.READ_AT`), which files it: rows whose own times
+        a producer sets make one directory per day (or hour) of the run, at most.
+        ConfigError if a column of ``schema`` has that name, or any other twice."""
+        written = schema.append(READ_AT)
+        twice = sorted(name for name, count in Counter(written.names).items() if count > 1)
+        if twice:
+            raise ConfigError(
+                f"table {table}: the events' field {twice[0]!r} has the name of a column "
+                f"eventlake adds to {table} rows; read the events without it, or rename it "
+                "in the events"
+            )
+        stamped = op.map(f"{table}_read_at", rows, _read_now)
+        self.write(table, stamped, written, READ_AT.name)
+
     def observe(self, table: str, windowed: Windowed) -> None:
         """Record where each shard of windowed ``table`` stands after every batch."""
 
@@ -120,6 +143,13 @@ class Pipeline:
     def _count(self, table: str, item: tuple[str, pa.Table]) -> None:
         key, rows = item
         self.metrics.rows(table, key, rows.num_rows)
+
+
+def _read_now(item: tuple[str, pa.Table]) -> tuple[str, pa.Table]:
+    """``item``'s rows with the :data:`~sinks.directories.READ_AT` column: now."""
+    key, rows = item
+    now = pa.scalar(datetime.now(UTC), READ_AT.type)
+    return key, rows.append_column(READ_AT, pa.repeat(now, rows.num_rows))
 
 
 def _dead_letters(batch: DecodedBatch) -> list[tuple[str, pa.Table]]:
@@ -173,21 +203,23 @@ def build_pipeline(
     signals = op.flat_map("sink_signals", batches, _Signals())
     pipeline = Pipeline(flow, {}, settings, io, metrics, signals)
     dead = op.flat_map("dead", batches, _dead_letters)
-    pipeline.write(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA, "kafka_timestamp")
+    pipeline.write_as_read(DEAD_LETTER_TABLE, dead, DEAD_LETTER_SCHEMA)
     gaps = op.flat_map("gap_rows", batches, _gaps)
     pipeline.write(GAPS_TABLE, gaps, GAPS_SCHEMA, "detected_at")
     lateness_us = micros(settings.lateness_s)
+    ceiling = OpenWindowCeiling(settings.max_open_windows)
     late_streams = []
     for spec in specs:
         table = windowed(
-            spec.name, batches, spec, decoder.time_field, lateness_us, resumed.newest_event_us
-        )
+            spec.name, batches, spec, decoder.time_field, lateness_us, ceiling,
+            resumed.newest_event_us,
+        )  # fmt: skip
         pipeline.tables[spec.name] = table
         pipeline.observe(spec.name, table)
         pipeline.write(spec.name, table.rows, spec.output_schema())
         late_streams.append(table.late)
     late = op.merge("late_rows", *late_streams)
-    pipeline.write(LATE_TABLE, late, late_schema(decoder.schema))
+    pipeline.write_as_read(LATE_TABLE, late, late_schema(decoder.schema))
     return pipeline
 
 

@@ -5,27 +5,38 @@ each scrape (see :data:`METRICS` for what is served). ``GET /healthz`` answers 2
 the run's readers keep asking Kafka for messages, and 503 once none has for
 :data:`HEALTHY_WITHIN_S` (a stuck process, for a container orchestrator's liveness
 probe); a Kafka outage does not count, since readers keep polling through it.
+
+Whatever connects, the endpoint holds at most :data:`MAX_CONNECTIONS` connections (and
+threads, and descriptors) at once, closing any beyond at once, and cuts each one after
+:data:`REQUEST_TIMEOUT_S`: a flood of connections cannot starve the flow of descriptors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from common.errors import ConfigError
+from common.log import LOGGER
 from common.metrics import PartitionFigures, RunFigures
 from common.units import MICROS_PER_SECOND
 from flows.runtime.status_line import LiveRun
 
 HEALTHY_WITHIN_S = 60.0
+MAX_CONNECTIONS = 16
+"""Connections served at once; one more is closed as soon as it is accepted."""
+REQUEST_TIMEOUT_S = 5.0
+"""The longest a connection may take to send its request and read the answer."""
 
 
 @dataclass(frozen=True)
@@ -175,17 +186,66 @@ def _handler(run: LiveRun, registry: CollectorRegistry) -> type[BaseHTTPRequestH
     return Handler
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """An HTTP server with at most :data:`MAX_CONNECTIONS` connections, each cut after
+    :data:`REQUEST_TIMEOUT_S` (see the module)."""
+
+    request_queue_size = 128
+    """Connections the kernel keeps waiting to be accepted (no descriptor of ours): a
+    burst of them is accepted, and the extra ones closed, at once, rather than refused
+    and retried by their clients a second later."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._lock = threading.Lock()
+        self._accepted_at: dict[socket.socket, float] = {}
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            admitted = len(self._accepted_at) < MAX_CONNECTIONS
+            if admitted:
+                self._accepted_at[request] = time.monotonic()
+        if admitted:
+            super().process_request(request, client_address)
+        else:
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:  # the connection is closed by now
+            with self._lock:
+                del self._accepted_at[request]
+
+    def service_actions(self) -> None:
+        """Cut the connections older than :data:`REQUEST_TIMEOUT_S` (``serve_forever``
+        calls this every half second); their threads then end and close them."""
+        now = time.monotonic()
+        with self._lock:
+            overdue = [connection for connection, accepted_at in self._accepted_at.items()
+                       if now - accepted_at > REQUEST_TIMEOUT_S]  # fmt: skip
+        for connection in overdue:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away, or was cut, is not worth a traceback."""
+        LOGGER.debug("metrics request from %s failed", client_address, exc_info=True)
+
+
 @contextlib.contextmanager
-def serving_metrics(port: int, run: LiveRun) -> Iterator[None]:
-    """Serve ``run``'s ``/metrics`` and ``/healthz`` on ``port`` (every interface) while
-    inside; ConfigError at once if the port cannot be had."""
+def serving_metrics(host: str, port: int, run: LiveRun) -> Iterator[None]:
+    """Serve ``run``'s ``/metrics`` and ``/healthz`` on ``host``:``port`` while inside;
+    ConfigError at once if that address cannot be had."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_RunCollector(run))
     try:
-        server = ThreadingHTTPServer(("", port), _handler(run, registry))
+        server = _BoundedServer((host, port), _handler(run, registry))
     except OSError as err:
         raise ConfigError(
-            f"--metrics-port {port}: {err.strerror}; pick a free port, or leave it out"
+            f"--metrics-host {host} --metrics-port {port}: {err.strerror}; pick a free port "
+            "and an address of this host (0.0.0.0: every interface), or leave "
+            "--metrics-port out"
         ) from err
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

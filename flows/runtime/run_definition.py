@@ -25,7 +25,7 @@ from sinks.recovery_store import resume_epoch
 
 DEFINITION_FILE = "run-definition.json"
 MAY_CHANGE = ("lateness",)
-CHECKPOINT_FORMAT = "6"
+CHECKPOINT_FORMAT = "7"
 """The shape of the state in a checkpoint; raised whenever a release changes it."""
 _FORMAT_KEY = "checkpoint format"
 _TABLE_KEY = "table "
@@ -59,13 +59,15 @@ def describe(
 
 
 def describe_window(window: WindowSpec) -> str:
-    """``tumbling 60s``, ``hopping 3600s every 900s`` or ``session gap 1800s``."""
+    """``tumbling 60s``, ``hopping 3600s every 900s``, ``session gap 1800s`` or ``session
+    gap 1800s, at most 86400s``."""
     if isinstance(window, Tumbling):
         return f"tumbling {_seconds(window.size_us)}"
     if isinstance(window, Hopping):
         return f"hopping {_seconds(window.size_us)} every {_seconds(window.slide_us)}"
     assert isinstance(window, Session)
-    return f"session gap {_seconds(window.gap_us)}"
+    cut = "" if window.max_us is None else f", at most {_seconds(window.max_us)}"
+    return f"session gap {_seconds(window.gap_us)}{cut}"
 
 
 def _seconds(micros: int) -> str:

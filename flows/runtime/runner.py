@@ -14,6 +14,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from common.errors import ConfigError, EventlakeError
+from flows.runtime.panics import panics_unprinted
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class Processes:
     spawn: int = 1
     """``--processes``: above 1, this command runs no flow itself but starts and
     supervises that many local processes (:mod:`flows.runtime.supervisor`)."""
+
+    @property
+    def count(self) -> int:
+        """How many processes the run has (1 for a single-process run)."""
+        return max(len(self.addresses), 1)
 
 
 def parse_processes(
@@ -72,10 +78,11 @@ def run_dataflow(
     With ``recovery``, state is snapshotted every ``epoch_interval`` and a
     rerun resumes from the last snapshot. An :class:`EventlakeError` raised by
     an operator is re-raised as itself (bytewax wraps operator exceptions), so
-    its message reaches the user.
+    its message reaches the user, without bytewax's panic report
+    (:mod:`flows.runtime.panics`).
     """
     try:
-        with _collecting_for_batches():
+        with _collecting_for_batches(), panics_unprinted():
             cli_main(  # type: ignore[no-untyped-call]
                 flow,
                 workers_per_process=workers,

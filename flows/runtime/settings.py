@@ -10,6 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from flows.engine.shard_state import DEFAULT_MAX_OPEN_WINDOWS
 from flows.runtime.checkpoints import Checkpointing
 from flows.runtime.runner import SINGLE_PROCESS, Processes
 from sinks.table_sink import RollingPolicy
@@ -33,6 +34,9 @@ class Watching:
     """How often the status line is logged when stderr is not a terminal."""
     metrics_port: int | None = None
     """Serve Prometheus metrics and ``/healthz`` on this port; None: no endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """The address the metrics endpoint listens on: this host only, unless told (e.g.
+    ``0.0.0.0``, every interface, in a container)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class RunOptions:
     """Commit offsets to :attr:`group` (the checkpoint stays what a resume reads)."""
     watching: Watching = Watching()
     """The status line and the metrics endpoint."""
+    max_open_windows: int | None = DEFAULT_MAX_OPEN_WINDOWS
+    """Windows (sessions) a process may hold open, all tables together; one more stops
+    the run with a LimitError, losing nothing (None: no limit)."""
 
     @property
     def closes_windows(self) -> bool:
@@ -95,6 +102,9 @@ class FlowSettings(RunOptions):
     """Hop of hopping windows; None means the flow's default."""
     session_gap_s: float | None = None
     """Inactivity that ends a session; None means the flow's default."""
+    max_session_s: float | None = None
+    """Sessions also end at every multiple of this since the epoch, so none lasts
+    longer; None: no limit."""
     lateness_s: float = 5.0
     """Allowed lateness: the watermark trails the slowest partition by this much."""
     stop: threading.Event | None = None

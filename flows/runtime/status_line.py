@@ -65,22 +65,36 @@ class CheckpointWatch:
         """Outside a flow the partitions may still be being created: look again each time."""
         self._latest: Checkpoint | None = None
         self._read_at = -CHECKPOINT_REFRESH_S
+        self._failing = False
         self._lock = threading.Lock()
 
     def latest(self) -> Checkpoint | None:
         """The checkpoint a crash would resume from; None before the first. A failed
-        read keeps the last one known (it is only for display)."""
+        read keeps the last one known (it is only for display), with a warning when
+        reads start failing and a note when they work again."""
         with self._lock:
             now = time.monotonic()
             if now - self._read_at >= CHECKPOINT_REFRESH_S:
                 self._read_at = now
-                try:
-                    self._latest = self._read()
-                except Exception as err:  # display must never end a run
-                    LOGGER.debug("could not read the last checkpoint: %s", err)
+                self._refresh()
                 if self._reopen:
                     self._store.close()
             return self._latest
+
+    def _refresh(self) -> None:
+        try:
+            self._latest = self._read()
+        except Exception as err:  # display must never end a run
+            if not self._failing:
+                LOGGER.warning(
+                    "cannot read the last checkpoint, so its figures stand still (trying "
+                    "again every %.0fs): %s", CHECKPOINT_REFRESH_S, err,
+                )  # fmt: skip
+            self._failing = True
+            return
+        if self._failing:
+            LOGGER.info("the last checkpoint can be read again")
+        self._failing = False
 
     def _read(self) -> Checkpoint | None:
         resume_epoch = self._store.resume_epoch()

@@ -1,7 +1,8 @@
 """``--processes N``: one command starts N local processes of one cluster and watches them.
 
 Each child is this command again with ``-i K -a ADDRESSES`` (free local ports) in
-place of ``--processes``, so it checks, resumes and writes exactly as a process
+place of ``--processes``, its ``-X`` settings in its environment rather than on its
+command line, so it checks, resumes and writes exactly as a process
 started by hand would. The supervisor merges the children's figures into one
 status line (and one ``/metrics``) and forwards their other output prefixed with
 their index. When one child fails, the others are stopped (SIGTERM, then SIGKILL after
@@ -25,9 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from common.errors import ClusterError, ConfigError
+from common.exits import exit_description
 from common.metrics import RunFigures
 from common.progress import note
 from flows.runtime.status_line import STATUS_FORMAT_ENV
+from sources.kafka_config import ENV_X, as_setting_lines
 
 STOP_GRACE_S = 20.0
 """How long stopped children may take to snapshot and exit before they are killed."""
@@ -57,33 +60,48 @@ def free_addresses(count: int) -> tuple[str, ...]:
 SUPERVISOR_FLAGS = ("--processes", "--metrics-port")
 """What the supervisor does itself: its children get neither flag."""
 METRICS_PORT_ENV = "EVENTLAKE_METRICS_PORT"
+CLIENT_SETTING_FLAG = "-X"
 
 
-def child_arguments(arguments: Sequence[str]) -> list[str]:
-    """The command-line arguments of a child: ``arguments`` without
-    :data:`SUPERVISOR_FLAGS`."""
+def child_command(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The command-line arguments of a child, and its ``-X`` client settings: ``arguments``
+    without :data:`SUPERVISOR_FLAGS` and without ``-X``, whose values (secrets, maybe)
+    :func:`child_environment` passes instead, since every user can read a command line
+    (``ps``) but only its owner a process's environment. (``--kafka-config`` stays: the
+    child reads the file itself.)"""
     kept: list[str] = []
-    skip_value = False
+    settings: list[str] = []
+    value_to: list[str] | None = None  # where the next argument, a flag's value, goes
     for argument in arguments:
-        if skip_value:
-            skip_value = False
+        if value_to is not None:
+            value_to.append(argument)
+            value_to = None
         elif argument in SUPERVISOR_FLAGS:
-            skip_value = True
+            value_to = []
+        elif argument == CLIENT_SETTING_FLAG:
+            value_to = settings
+        elif argument.startswith(CLIENT_SETTING_FLAG):
+            settings.append(argument.removeprefix(CLIENT_SETTING_FLAG))
         elif not argument.startswith(tuple(f"{flag}=" for flag in SUPERVISOR_FLAGS)):
             kept.append(argument)
-    return kept
+    return kept, settings
 
 
-def child_environment(parent: Mapping[str, str], index: int, addresses: str) -> dict[str, str]:
+def child_environment(
+    parent: Mapping[str, str], index: int, addresses: str, settings: Sequence[str]
+) -> dict[str, str]:
     """The environment of child ``index``: the parent's, without
     :data:`METRICS_PORT_ENV`, as process ``index`` of the cluster at ``addresses``,
-    reporting its status as JSON."""
+    reporting its status as JSON, with the ``-X`` ``settings`` of the parent's command
+    line, if any, in :data:`ENV_X` (else the parent's :data:`ENV_X` stays)."""
+    given = {ENV_X: as_setting_lines(settings)} if settings else {}
     return {
         **{name: value for name, value in parent.items() if name != METRICS_PORT_ENV},
         "EVENTLAKE_PROCESSES": "1",
         "EVENTLAKE_PROCESS_ID": str(index),
         "EVENTLAKE_ADDRESSES": addresses,
         STATUS_FORMAT_ENV: "json",
+        **given,
     }
 
 
@@ -103,7 +121,7 @@ class _Child:
         """How the child ended, in words."""
         code = self.process.returncode
         if code is not None and code < 0:
-            return f"was killed by {signal.Signals(-code).name}"
+            return exit_description(code)
         reason = f": {self.last_error}" if self.last_error else ""
         return f"exited with code {code}{reason}"
 
@@ -113,7 +131,7 @@ class Supervisor:
 
     def __init__(self, count: int, arguments: Sequence[str]) -> None:
         self._count = count
-        self._arguments = child_arguments(arguments)
+        self._arguments, self._settings = child_command(arguments)
         self._lock = threading.Lock()
         self._children: list[_Child] = []
 
@@ -136,8 +154,8 @@ class Supervisor:
 
     def _start(self, index: int, addresses: str) -> _Child:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *self._arguments],
-            env=child_environment(os.environ, index, addresses),
+            [sys.executable, "-P", "-m", "flows.cli", *self._arguments],
+            env=child_environment(os.environ, index, addresses, self._settings),
             stderr=subprocess.PIPE,
             encoding="utf-8",
             errors="backslashreplace",

@@ -64,9 +64,10 @@ def hopping(
 
 
 def sessions(
-    events: list[dict[str, Any]], key: str, gap_us: int
+    events: list[dict[str, Any]], key: str, gap_us: int, max_us: int | None = None
 ) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-    """Events grouped by (key, session start): a new session after a gap of ``gap_us`` or more."""
+    """Events grouped by (key, session start): a new session after a gap of ``gap_us`` or
+    more, and with ``max_us`` at every multiple of it since the epoch."""
     by_key: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_key[event[key]].append(event)
@@ -75,7 +76,8 @@ def sessions(
         members.sort(key=lambda e: e["_us"])
         current = [members[0]]
         for event in members[1:]:
-            if event["_us"] - current[-1]["_us"] >= gap_us:
+            crossed = max_us is not None and event["_us"] // max_us != current[0]["_us"] // max_us
+            if event["_us"] - current[-1]["_us"] >= gap_us or crossed:
                 groups[(value, current[0]["_us"])] = current
                 current = []
             current.append(event)

@@ -32,6 +32,9 @@ NO_BROKER = ["--brokers", "127.0.0.1:1"]  # never contacted: options fail first
         (["--window", "1m", "--time-format", "rfc"], "'rfc' is not one of"),
         (["--window", "1m", "--filter", "service > 3"], "field 'service' is read as text"),
         (["--window", "1m", "--final"], "--final closes every window at the end of a bounded"),
+        (["--window", "1m", "--max-session", "1d"], "--max-session limits session windows"),
+        (["--session-gap", "1m", "--max-session", "9999999d"], "at most 3650000d"),
+        (["--window", "1m", "--max-open-windows", "0"], "'0' is not a positive whole number"),
     ],
 )
 def test_an_invalid_option_names_the_fix(options: list[str], message: str) -> None:
@@ -84,6 +87,11 @@ def test_an_output_table_with_other_columns_is_refused(
          "table by_status and as a number (a value or a numeric comparison) by table errors"),
         ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\nkey = ["date"]\nwindow = "1m"\n',
          "table windows: column 'date' has the name of the date=… directories"),
+        ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\nkey = ["read_at"]\nwindow = "1m"\n',
+         "table late: the events' field 'read_at' has the name of a column eventlake adds"),
+        ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\nvalue = ["watermark"]\n'
+         'agg = ["max"]\nkey = ["a"]\nwindow = "1m"\n',
+         "table late: the events' field 'watermark' has the name of a column eventlake adds"),
         ('topic = "t"\ntime_field = "ts"\n[[aggregation]]\nkey = ["a"]\nwindow = "1m"\n'
          '[kafka]\n"no.such.setting" = "1"\n', "no.such.setting"),
     ],

@@ -3,8 +3,10 @@ tests in ``tests/flows/cli/test_watching_cli.py`` run real flows)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import sqlite3
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,10 +17,18 @@ import pytest
 from common.errors import ConfigError
 from common.log import LOGGER
 from common.metrics import RunFigures, RunMetrics
-from flows.runtime.metrics_endpoint import METRICS, health, serving_metrics
+from flows.runtime.metrics_endpoint import (
+    MAX_CONNECTIONS,
+    METRICS,
+    REQUEST_TIMEOUT_S,
+    health,
+    serving_metrics,
+)
 from flows.runtime.status_line import (
+    CHECKPOINT_REFRESH_S,
     STATUS_FORMAT_ENV,
     Checkpoint,
+    CheckpointWatch,
     LiveRun,
     StatusLine,
     status_text,
@@ -122,7 +132,7 @@ def test_metrics_are_served_with_their_labels_and_a_busy_port_is_refused() -> No
     (port,), figures = free_ports(1), _figures()
     checkpoint = Checkpoint(4, datetime.now(UTC))
     run = LiveRun("x", "topic", lambda: figures, lambda: checkpoint)
-    with serving_metrics(port, run):
+    with serving_metrics("127.0.0.1", port, run):
         status, text = http_get(port, "/metrics")
         assert status == 200
         samples = metric_samples(text)
@@ -135,7 +145,8 @@ def test_metrics_are_served_with_their_labels_and_a_busy_port_is_refused() -> No
         assert samples[("eventlake_watermark_seconds", table)] == NOON_US / 1e6
         assert samples[("eventlake_checkpoint_epoch", (("flow", "x"),))] == 4
         assert http_get(port, "/healthz") == (200, "ok\n")
-        with pytest.raises(ConfigError, match=f"--metrics-port {port}"), serving_metrics(port, run):
+        busy = pytest.raises(ConfigError, match=f"--metrics-port {port}")
+        with busy, serving_metrics("127.0.0.1", port, run):
             pass
 
 
@@ -144,3 +155,33 @@ def test_the_readme_lists_every_metric() -> None:
     for served in METRICS:
         name = f"{served.name}_total" if served.kind == "counter" else served.name
         assert f"`{name}`" in readme, f"{name} is not in the README"
+
+
+def test_the_readme_states_the_endpoints_limits() -> None:
+    readme = README.read_text()
+    assert f"at most {MAX_CONNECTIONS} connections at once" in readme
+    assert f"{REQUEST_TIMEOUT_S:.0f} seconds to send its request" in readme
+
+
+def test_checkpoints_that_cannot_be_read_are_reported_once_and_their_return_noted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER.name)
+    partition = tmp_path / "part-0.sqlite3"
+    with contextlib.closing(sqlite3.connect(partition)) as damaged:
+        damaged.execute("CREATE TABLE unrelated (x)")
+    with contextlib.closing(CheckpointWatch(tmp_path, in_flow=False)) as watch:
+        for _ in range(2):  # two reads, one refresh apart
+            assert watch.latest() is None
+            time.sleep(CHECKPOINT_REFRESH_S)
+        with contextlib.closing(sqlite3.connect(partition)) as repaired:
+            repaired.executescript(
+                "CREATE TABLE exs (ex_num, worker_count, resume_epoch);"
+                "CREATE TABLE fronts (ex_num, worker_index, worker_frontier)"
+            )
+        assert watch.latest() is None
+    said = [record for record in caplog.records if "checkpoint" in record.getMessage()]
+    assert [record.levelno for record in said] == [logging.WARNING, logging.INFO]
+    assert said[0].getMessage().startswith("cannot read the last checkpoint, so its figures")
+    assert "no such table: exs" in said[0].getMessage()
+    assert said[1].getMessage() == "the last checkpoint can be read again"

@@ -9,7 +9,6 @@ The crash tests in ``tests/flows`` check the same with bytewax committing.
 from __future__ import annotations
 
 import pickle
-import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from bytewax.recovery import init_db_dir
 
 from common.errors import ConfigError
 from sinks.compaction import compact_table
-from sinks.pending_files import PENDING_DIR, pending_rolls, publish_roll
+from sinks.pending_files import pending_rolls, publish_roll, roll_directory
 from sinks.table_sink import (
     TICK,
     ParquetTableSink,
@@ -67,6 +66,10 @@ def commit(recovery_dir: Path, epoch: int, states: dict[str, SinkState]) -> None
             db.execute(f"{snap} (?, ?, ?, ?)", (STEP, key, epoch, pickle.dumps(state)))
 
 
+def rolls(table_dir: Path) -> list[tuple[int, int]]:
+    return [(roll.partition, roll.sequence) for roll in pending_rolls(table_dir)]
+
+
 def sink(table_dir: Path, recovery_dir: Path) -> ParquetTableSink:
     return ParquetTableSink(table_dir, SCHEMA, "window_start", RollingPolicy(max_rows=1),
                             recovery_dir)  # fmt: skip
@@ -78,7 +81,7 @@ def test_a_file_appears_once_its_snapshot_is_committed(tmp_path: Path, recovery_
     part.write_batch([rows([0, 1])])
     first = part.snapshot()
     assert visible_values(table_dir) == [], "written, but its snapshot is not durable yet"
-    assert [(p, s) for p, s, _ in pending_rolls(table_dir)] == [(1, 0)]
+    assert rolls(table_dir) == [(1, 0)]
 
     part.write_batch([rows([2])])
     part.snapshot()
@@ -88,7 +91,7 @@ def test_a_file_appears_once_its_snapshot_is_committed(tmp_path: Path, recovery_
     part.write_batch([TICK])
     part.snapshot()
     assert visible_values(table_dir) == [0, 1], "the second roll's snapshot is not committed"
-    assert [(p, s) for p, s, _ in pending_rolls(table_dir)] == [(1, 1)]
+    assert rolls(table_dir) == [(1, 1)]
 
 
 def test_a_resume_publishes_what_its_state_covers_and_deletes_the_rest(
@@ -107,7 +110,7 @@ def test_a_resume_publishes_what_its_state_covers_and_deletes_the_rest(
     sink(table_dir, recovery_dir).build_part(STEP, "1", committed)  # the resume
 
     assert visible_values(table_dir) == [0]
-    assert [(p, s) for p, s, _ in pending_rolls(table_dir)] == [(2, 0)], "not partition 1's"
+    assert rolls(table_dir) == [(2, 0)], "not partition 1's"
 
 
 def test_the_end_of_a_run_publishes_only_committed_rolls(
@@ -122,15 +125,15 @@ def test_the_end_of_a_run_publishes_only_committed_rolls(
         part.close()
     commit(recovery_dir, 1, {"0": states["0"]})
 
-    assert publish_committed_rolls(table_dir) == 1
+    assert publish_committed_rolls(table_dir, recovery_dir) == 1
     assert visible_values(table_dir) == [0]
-    assert publish_committed_rolls(table_dir) == 0, "published once"
+    assert publish_committed_rolls(table_dir, recovery_dir) == 0, "published once"
 
 
 def test_a_half_published_roll_is_finished_by_the_next_publisher(tmp_path: Path) -> None:
-    roll = tmp_path / PENDING_DIR / "part-000-00000000"
+    roll = roll_directory(tmp_path, "0a1b2c3d4e5f", 0, 0)
     for hour in ("13", "14"):
-        path = roll / f"date=2024-05-01/hour={hour}/part-000-00000000-00{hour}.parquet"
+        path = roll / f"date=2024-05-01/hour={hour}/{roll.name}-00{hour}.parquet"
         path.parent.mkdir(parents=True)
         pq.write_table(rows([int(hour)]), path)
     first = sorted(roll.rglob("*.parquet"))[0]
@@ -145,10 +148,7 @@ def test_a_half_published_roll_is_finished_by_the_next_publisher(tmp_path: Path)
     assert not roll.exists()
 
 
-def test_compaction_publishes_committed_rolls_and_leaves_the_others(
-    tmp_path: Path, recovery_dir: Path
-) -> None:
-    table_dir = tmp_path / "table"
+def three_rolls_two_committed(table_dir: Path, recovery_dir: Path) -> None:
     written = sink(table_dir, recovery_dir)
     parts = [written.build_part(STEP, str(n), None) for n in (0, 1, 2)]
     states = {}
@@ -158,23 +158,61 @@ def test_compaction_publishes_committed_rolls_and_leaves_the_others(
         part.close()
     commit(recovery_dir, 1, {"0": states["0"], "1": states["1"]})
 
-    report = compact_table(table_dir)
+
+def test_compaction_publishes_committed_rolls_and_leaves_the_others(
+    tmp_path: Path, recovery_dir: Path
+) -> None:
+    table_dir = tmp_path / "table"
+    three_rolls_two_committed(table_dir, recovery_dir)
+
+    report = compact_table(table_dir, recovery_dir=recovery_dir)
 
     assert (report.published, report.uncommitted, report.files_merged) == (2, 1, 2)
     assert visible_values(table_dir) == [-1, 0]
     assert len(list(table_dir.glob("date=*/compacted-*.parquet"))) == 1
 
 
-def test_compaction_refuses_pending_rolls_whose_recovery_directory_is_gone(
+def test_compaction_reads_no_recovery_directory_it_is_not_given(
+    tmp_path: Path, recovery_dir: Path
+) -> None:
+    """The table's marker names its recovery directory, but anyone who can write the
+    output can write the marker, and checkpoints are pickles: only a directory the user
+    names is read."""
+    table_dir = tmp_path / "table"
+    three_rolls_two_committed(table_dir, recovery_dir)
+
+    report = compact_table(table_dir)
+
+    assert (report.published, report.uncommitted) == (0, 3)
+    assert visible_values(table_dir) == []
+
+
+def test_compaction_refuses_the_recovery_directory_of_another_run(
     tmp_path: Path, recovery_dir: Path
 ) -> None:
     table_dir = tmp_path / "table"
-    part = sink(table_dir, recovery_dir).build_part(STEP, "0", None)
-    part.write_batch([rows([0])])
-    part.snapshot()
-    part.close()
-    shutil.rmtree(recovery_dir)
+    three_rolls_two_committed(table_dir, recovery_dir)
+    other = tmp_path / "other-recovery"
+    other.mkdir()
+    init_db_dir(other, 1)  # type: ignore[no-untyped-call]
 
-    with pytest.raises(ConfigError, match="which is gone"):
-        compact_table(table_dir)
-    assert len(pending_rolls(table_dir)) == 1, "nothing was thrown away"
+    with pytest.raises(ConfigError, match="pass that run's --recovery-dir"):
+        compact_table(table_dir, recovery_dir=other)
+    assert len(pending_rolls(table_dir)) == 3, "nothing was published or thrown away"
+
+
+def test_two_runs_never_write_the_same_file_names(tmp_path: Path, recovery_dir: Path) -> None:
+    table_dir = tmp_path / "table"
+    names = []
+    for recovery in (None, None, recovery_dir):
+        part = ParquetTableSink(table_dir, SCHEMA, "window_start", RollingPolicy(max_rows=1),
+                                recovery).build_part(STEP, "0", None)  # fmt: skip
+        part.write_batch([rows([0])])
+        part.snapshot()
+        names.append({path.name for path in table_dir.rglob("*.parquet")} - set().union(*names))
+    assert all(len(new) == 1 for new in names), names
+    resumed = sink(table_dir, recovery_dir).build_part(STEP, "0", None)
+    resumed.write_batch([rows([0])])
+    resumed.snapshot()
+    pending = [path.name for path in table_dir.rglob("*.parquet") if ".pending" in str(path)]
+    assert pending == list(names[2]), "a resume of a run writes the same names again"

@@ -4,11 +4,14 @@ lifecycle."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -162,6 +165,43 @@ def test_stale_state_file_is_ignored(tmp_path: Path) -> None:
         )
     )
     assert read_state(state_file) is None
+
+
+@pytest.fixture
+def killed_broker_state(tmp_path: Path) -> Iterator[Path]:
+    """A state file as a SIGKILLed broker leaves it (its control socket file too), with
+    its pid reused: a live process (this test's) has it now."""
+    state_file = tmp_path / "broker.json"
+    with _cli_broker(state_file, "--topics", "") as process:
+        _first_line(process)
+        process.kill()
+        process.wait(timeout=30)
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "pid": os.getpid()}))
+    yield state_file
+    shutil.rmtree(Path(state["control_socket"]).parent)
+
+
+def test_a_killed_brokers_state_file_does_not_stop_a_new_broker(
+    killed_broker_state: Path,
+) -> None:
+    with _cli_broker(killed_broker_state, "--topics", "") as process:
+        address = _first_line(process)
+        assert address, "the new broker refused to start"
+        state = read_state(killed_broker_state)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert state is not None and state.bootstrap_servers == address
+
+
+def test_produce_says_no_broker_runs_instead_of_retrying_a_killed_ones_address(
+    killed_broker_state: Path,
+) -> None:
+    state_file = str(killed_broker_state)
+    result = eventlake("produce", "monitoring", "--count", "10", "--state-file", state_file)
+    assert result.returncode == 2
+    assert f"no running broker recorded in {state_file}" in result.stderr
+    assert "cannot reach Kafka" not in result.stderr
 
 
 def _accepts_connections(address: str) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 
+from common.errors import ResourceError
 from sources.kafka_health import (
     QUIET_S,
     REPORT_EVERY_S,
@@ -22,6 +23,16 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_running_out_of_descriptors_is_an_error_naming_the_fixes_not_an_outage() -> None:
+    lines: list[str] = []
+    report = OutageReport("127.0.0.1:9", say=lines.append)
+    error = KafkaError(KafkaError._TRANSPORT, "127.0.0.1:9/bootstrap: Failed to create socket: "
+                       "Too many open files (after 0ms in state CONNECT)")  # fmt: skip
+    with pytest.raises(ResourceError, match=r"Too many open files.*`ulimit -n`.*--processes"):
+        report.on_error(error)
+    assert lines == []
 
 
 def test_an_outage_is_said_when_it_starts_every_few_seconds_and_when_it_ends() -> None:

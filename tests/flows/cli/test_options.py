@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ConfigError
 from flows.runtime.runner import Processes, parse_processes
-from flows.runtime.supervisor import child_arguments, child_environment, free_addresses
+from flows.runtime.supervisor import child_command, child_environment, free_addresses
 from tests.helpers import eventlake
 
 
@@ -52,9 +52,9 @@ def test_processes_start_a_local_run_of_their_own() -> None:
 def test_a_child_is_the_same_command_without_processes_nor_metrics_port() -> None:
     arguments = ["run", "x", "--processes", "2", "--out", "o", "--processes=3", "--bounded",
                  "--metrics-port", "9100", "--metrics-port=9101"]  # fmt: skip
-    assert child_arguments(arguments) == ["run", "x", "--out", "o", "--bounded"]
+    assert child_command(arguments) == (["run", "x", "--out", "o", "--bounded"], [])
     parent = {"EVENTLAKE_METRICS_PORT": "9100", "EVENTLAKE_RUN_TOPIC": "t", "HOME": "/h"}
-    child = child_environment(parent, 1, "a:1;b:2")
+    child = child_environment(parent, 1, "a:1;b:2", [])
     assert "EVENTLAKE_METRICS_PORT" not in child, "the supervisor serves /metrics"
     assert child["EVENTLAKE_RUN_TOPIC"] == "t" and child["EVENTLAKE_PROCESS_ID"] == "1"
     addresses = free_addresses(3)
