@@ -107,6 +107,16 @@ def scrub(text: str) -> str:
     return _SETTING.sub(_masked_if_secret, text)
 
 
+def scrub_arguments(text: str) -> str:
+    """:func:`scrub`, and every remembered value however short where it stands alone
+    between spaces, quotes or brackets, as a usage error quotes an argument it cannot
+    parse (``Got unexpected extra argument (abc)``)."""
+    text = scrub(text)
+    for secret in sorted(_known, key=len, reverse=True):
+        text = re.sub(rf"""(?<![^\s'"(\[]){re.escape(secret)}(?![^\s'")\],])""", MASK, text)
+    return text
+
+
 def _masked_if_secret(setting: re.Match[str]) -> str:
     if not is_secret(setting["key"]):
         return setting[0]

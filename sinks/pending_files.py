@@ -38,11 +38,7 @@ _ROLL = re.compile(r"^part-(?P<run>[0-9a-f]+)-(?P<partition>\d+)-(?P<sequence>\d
 def roll_name(run_id: str, partition: int, sequence: int) -> str:
     """The name shared by a roll's files (``-NNNN.parquet`` follows) and its pending
     directory: no two runs, partitions or rolls share one."""
-    return f"{_partition_prefix(run_id, partition)}{sequence:08d}"
-
-
-def _partition_prefix(run_id: str, partition: int) -> str:
-    return f"part-{run_id}-{partition:03d}-"
+    return f"part-{run_id}-{partition:03d}-{sequence:08d}"
 
 
 def roll_directory(table_dir: Path, run_id: str, partition: int, sequence: int) -> Path:
@@ -93,8 +89,9 @@ def publish_roll(table_dir: Path, roll_dir: Path) -> None:
 
 def settle_partition(table_dir: Path, run_id: str, partition: int, next_sequence: int) -> None:
     """Before a partition of run ``run_id`` writes again: publish its rolls below
-    ``next_sequence`` (the restored state covers them), delete the later ones and its
-    leftover temporary files."""
+    ``next_sequence`` (the restored state covers them), delete the later ones, and the
+    partition's leftover temporary files (a run without checkpoints leaves them under
+    another run id each time; the table's claim says no other run writes now)."""
     for roll in pending_rolls(table_dir):
         if (roll.run_id, roll.partition) != (run_id, partition):
             continue
@@ -102,11 +99,11 @@ def settle_partition(table_dir: Path, run_id: str, partition: int, next_sequence
             publish_roll(table_dir, roll.directory)
         else:
             shutil.rmtree(roll.directory)
-    prefix = f".{_partition_prefix(run_id, partition)}"
+    leftover = re.compile(rf"^\.part-[0-9a-f]+-{partition:03d}-.*\.tmp$")  # of any run
     for parent, directories, names in os.walk(table_dir):  # tolerates rolls removed meanwhile
         directories[:] = [name for name in directories if name != PENDING_DIR]  # settled above
         for name in names:
-            if name.startswith(prefix) and name.endswith(".tmp"):
+            if leftover.match(name):
                 (Path(parent) / name).unlink()
 
 

@@ -38,6 +38,14 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def read_run_id(directory: Path) -> str | None:
+    """The id of the run that checkpoints in ``directory``; None if none was made."""
+    try:
+        return (directory / RUN_ID_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 def run_id_of(directory: Path) -> str:
     """The id of the run that checkpoints in ``directory``, made on first use (the
     processes of one run, starting together, all get the same)."""

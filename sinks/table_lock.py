@@ -59,15 +59,14 @@ def claim_table(table_dir: Path, run_id: str, holder: Mapping[str, Any]) -> IO[s
     """
     table_dir.mkdir(parents=True, exist_ok=True)
     with locked(table_dir / _CLAIM_MUTEX, fcntl.LOCK_EX):
-        claim = _read_claim(table_dir)
         run_lock = (table_dir / _RUN_LOCK).open("a")
-        if claim.get("run") != run_id:
-            if not lock_now(run_lock, fcntl.LOCK_EX):
-                run_lock.close()
-                raise ConfigError(_claimed_message(table_dir, claim))
+        if lock_now(run_lock, fcntl.LOCK_EX):  # no live process holds it: the first taker
             temp = table_dir / f".{CLAIM_NAME}.tmp"
             temp.write_text(json.dumps({**holder, "run": run_id}))
             temp.replace(table_dir / CLAIM_NAME)
+        elif (claim := _read_claim(table_dir)).get("run") != run_id:
+            run_lock.close()
+            raise ConfigError(_claimed_message(table_dir, claim))
         fcntl.flock(run_lock, fcntl.LOCK_SH)  # every taker holds the mutex: no race here
     return run_lock
 
@@ -81,11 +80,15 @@ def _read_claim(table_dir: Path) -> dict[str, Any]:
 
 
 def _claimed_message(table_dir: Path, claim: Mapping[str, Any]) -> str:
+    """What a refused run is told; the holder's record is shown as text only, since anyone
+    who can write the table can write it."""
+    shown = {key: "".join(c for c in str(claim.get(key, "?")) if c.isprintable())
+             for key in ("pid", "host", "since", "recovery_dir")}  # fmt: skip
     checkpoints = claim.get("recovery_dir")
-    where = f"--recovery-dir {checkpoints}" if checkpoints else "no --recovery-dir"
+    where = f"--recovery-dir {shown['recovery_dir']}" if checkpoints else "no --recovery-dir"
     return (
-        f"{table_dir} is being written by another run (pid {claim.get('pid', '?')} on host "
-        f"{claim.get('host', '?')} since {claim.get('since', '?')}, {where}); two runs on one "
+        f"{table_dir} is being written by another run (pid {shown['pid']} on host "
+        f"{shown['host']} since {shown['since']}, {where}); two runs on one "
         "table would overwrite each other's files: wait for that run to end or stop it, or "
         "pass another --out"
     )

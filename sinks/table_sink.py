@@ -53,7 +53,7 @@ from sinks.pending_files import (
     roll_name,
     settle_partition,
 )
-from sinks.recovery_store import new_run_id, run_id_of
+from sinks.recovery_store import new_run_id, read_run_id, run_id_of
 from sinks.table_lock import hold_for_writing
 
 SINK_PARTITIONS = 16
@@ -326,10 +326,12 @@ def publish_committed_rolls(table_dir: Path, recovery_dir: Path) -> int:
     marker = read_sink_marker(table_dir)
     if marker is None:
         return 0
-    run_id = run_id_of(recovery_dir)
-    if run_id != marker.run_id:
+    run_id = read_run_id(recovery_dir)
+    if run_id is None or run_id != marker.run_id:
         raise ConfigError(
-            f"{table_dir} was written by the run checkpointing in {marker.recovery_dir}, not "
-            f"in {recovery_dir}; pass that run's --recovery-dir"
+            f"{table_dir} was written by another run than the one checkpointing in "
+            f"{recovery_dir} (its marker names {str(marker.recovery_dir)!r}: a file anyone who "
+            "can write the output may have changed); pass the --recovery-dir of the run you "
+            "started on this output"
         )
     return publish_committed(table_dir, recovery_dir, marker.step_id, run_id)

@@ -30,7 +30,7 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
             raise ConfigError(
                 f"-X {shown_setting(pair)!r} is not KEY=VALUE, e.g. -X security.protocol=SSL"
             )
-        if len(value.splitlines()) > 1:
+        if "\n" in value.strip() or "\r" in value.strip():
             raise ConfigError(
                 f"-X {key.strip()}: a value cannot span lines ({ENV_X} holds one setting per "
                 "line); name a file instead, e.g. -X ssl.key.location=client.key"
@@ -41,9 +41,11 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def setting_lines(text: str) -> list[str]:
-    """The ``-X`` settings held in the text of :data:`ENV_X`: one per line (so that a
-    value with spaces stays whole), blank lines skipped."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """The ``-X`` settings held in the text of :data:`ENV_X`: one per line, split at
+    ``\n`` (and ``\r\n``) only, so that a value with spaces or other separators stays
+    whole; blank lines skipped."""
+    lines = (line.strip() for line in text.replace("\r\n", "\n").split("\n"))
+    return [line for line in lines if line]
 
 
 def as_setting_lines(pairs: Iterable[str]) -> str:

@@ -11,8 +11,9 @@ from types import TracebackType
 
 import click
 
-from common.secrets import remember_command_line, scrub
+from common.secrets import remember_command_line, scrub, scrub_arguments
 from flows.cli.params import ENV_PREFIX
+from sources.kafka_config import setting_lines
 
 
 def guard_secrets() -> None:
@@ -21,7 +22,7 @@ def guard_secrets() -> None:
     error can show one, and scrub the traceback of any unexpected error."""
     sys.excepthook = _scrubbed_traceback
     values = (value for name, value in os.environ.items() if name.startswith(ENV_PREFIX))
-    remember_command_line([*sys.argv[1:], *(line for v in values for line in v.splitlines())])
+    remember_command_line([*sys.argv[1:], *(line for v in values for line in setting_lines(v))])
 
 
 def show_usage_error(error: click.ClickException) -> None:
@@ -29,7 +30,7 @@ def show_usage_error(error: click.ClickException) -> None:
     (``Got unexpected extra argument (sasl.password=***)``)."""
     shown = io.StringIO()
     error.show(file=shown)
-    sys.stderr.write(scrub(shown.getvalue()))
+    sys.stderr.write(scrub_arguments(shown.getvalue()))
 
 
 def _scrubbed_traceback(

@@ -29,15 +29,21 @@ def require_output(tables: Sequence[str], settings: FlowSettings) -> None:
 
 
 def run_id(settings: FlowSettings) -> str:
-    """The id every process of this run has, and no other run: the recovery directory's
-    (a resume continues the same run), else one made of the cluster's addresses (every
-    process of a multi-process run is given the same list), else a new one."""
+    """The id every process of this run has, and no other run: made of the recovery
+    directory's id and its path (a resume continues the same run; a copy of the directory
+    is another run), else of the cluster's addresses (every process of a multi-process run
+    is given the same list), else a new one."""
     if settings.checkpointing is not None:
-        return run_id_of(settings.checkpointing.directory)
+        directory = settings.checkpointing.directory
+        return _digest(f"{run_id_of(directory)} {directory.resolve()}")
     addresses = settings.processes.addresses
     if len(addresses) > 1:
-        return hashlib.sha256(" ".join(addresses).encode()).hexdigest()[:12]
+        return _digest(" ".join(addresses))
     return new_run_id()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @contextlib.contextmanager

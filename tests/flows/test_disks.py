@@ -149,14 +149,20 @@ BACKTRACE = (
 def test_the_panic_filter_drops_panic_blocks_and_forwards_the_rest(
     tmp_path: Path, panic: bytes, chunk: int
 ) -> None:
-    written = b"run monitoring: 10 events\r\x1b[2Kredrawn " + b"thread 'a' is text\n" + panic
-    written += b"error: cannot write table late: No space left on device\n"
+    """A terminal's status line redraws without a newline right before the panic; a
+    second panic (another worker's) has no note at its end."""
+    second = b"thread '<unnamed>' panicked at src/outputs.rs:364:37:\nBox<dyn Any>\n"
+    written = b"run monitoring: 10 events\r\x1b[2Kredrawn " + b"thread 'a' is text\n"
+    written += b"\r\x1b[2Krun monitoring: 20 events\r" + panic + second
+    written += b"error: cannot write table late: No space left on device\n" + b"partial"
     with (tmp_path / "forwarded").open("wb") as forwarded:
         panic_filter = PanicFilter(forwarded.fileno())
         for start in range(0, len(written), chunk):
             panic_filter.feed(written[start : start + chunk])
+        panic_filter.flush()
 
     assert (tmp_path / "forwarded").read_bytes() == (
         b"run monitoring: 10 events\r\x1b[2Kredrawn thread 'a' is text\n"
-        b"error: cannot write table late: No space left on device\n"
+        b"\r\x1b[2Krun monitoring: 20 events\r"
+        b"error: cannot write table late: No space left on device\npartial"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -64,6 +65,24 @@ def test_a_second_run_on_a_written_out_is_refused_at_once_naming_the_holder(
     alone = eventlake(*monitoring(topic, tmp_path / "alone", broker, "--bounded"))
     assert resumed.returncode == alone.returncode == 0, resumed.stderr + alone.stderr
     assert table_rows(out) == table_rows(tmp_path / "alone"), "the first run lost nothing"
+
+
+def test_a_copy_of_a_running_runs_recovery_directory_is_another_run_and_is_refused(
+    broker: Broker, topic: str, tmp_path: Path
+) -> None:
+    """The copy has the same run id: taken for the same run, it would share the claim and
+    delete the first run's pending files as its own."""
+    out, copy = tmp_path / "out", tmp_path / "copy"
+    with writing_flow(broker.target, topic, tmp_path) as first:
+        shutil.copytree(tmp_path / "recovery", copy, ignore=shutil.ignore_patterns("*.lock"))
+        refused = eventlake(*monitoring(topic, out, broker, "--bounded", "--recovery-dir",
+                                        str(copy)))  # fmt: skip
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+
+    assert (copy / "run-id").read_text() == (tmp_path / "recovery" / "run-id").read_text()
+    assert refused.returncode == 2, refused.stderr
+    assert f"is being written by another run (pid {first.pid} on host" in refused.stderr
 
 
 @pytest.mark.parametrize("checkpoints", [True, False], ids=["checkpoints", "none"])
@@ -137,7 +156,7 @@ def test_no_command_unpickles_from_a_recovery_directory_named_inside_the_output(
     assert compacted.returncode == 0, compacted.stderr
     assert "left 1 pending rolls hidden: pass the --recovery-dir" in compacted.stderr
     assert with_real.returncode == 2
-    assert f"written by the run checkpointing in {crafted}, not in {recovery}" in with_real.stderr
+    assert f"written by another run than the one checkpointing in {recovery}" in with_real.stderr
     assert status.returncode == 0, status.stderr
 
 

@@ -196,7 +196,7 @@ def test_compaction_refuses_the_recovery_directory_of_another_run(
     other.mkdir()
     init_db_dir(other, 1)  # type: ignore[no-untyped-call]
 
-    with pytest.raises(ConfigError, match="pass that run's --recovery-dir"):
+    with pytest.raises(ConfigError, match="pass the --recovery-dir of the run you started"):
         compact_table(table_dir, recovery_dir=other)
     assert len(pending_rolls(table_dir)) == 3, "nothing was published or thrown away"
 

@@ -128,6 +128,12 @@ def test_a_secret_in_a_mistyped_command_line_is_never_shown(
     assert reason in result.stderr and "HUNTER2" not in result.stderr
 
 
+def test_a_short_secret_given_apart_from_its_key_is_not_shown_in_a_usage_error() -> None:
+    result = _eventlake("run", "monitoring", "-X", "sasl.password", "abc12")
+    assert result.returncode == 2
+    assert "unexpected extra argument (***)" in result.stderr and "abc12" not in result.stderr
+
+
 def test_a_short_secret_is_masked_by_its_key_and_garbles_nothing() -> None:
     """A one-letter password used to replace that letter in every printed line."""
     result = _eventlake("run", "monitoring", "-X", "sasl.password=a", "-X", "no.such.thing=1")
