@@ -141,6 +141,12 @@ def route(
             late = with_windows(records, assigned.select(maybe_late))
             for shard, rows in _rows_by_shard(spec, late):
                 inputs[shard].maybe_late = rows
+    return _woken(inputs, told)
+
+
+def _woken(inputs: list[ShardInput], told: PartitionClock | None) -> list[tuple[str, ShardInput]]:
+    """The inputs of the shards a batch wakes: every one if its progress is news to
+    ``told`` (or without one), else those it brings rows."""
     news = told is None or told.observe(inputs[0])
     return [(str(shard), shard_input) for shard, shard_input in enumerate(inputs)
             if news or _brings_rows(shard_input)]  # fmt: skip

@@ -210,10 +210,8 @@ def build_pipeline(
     ceiling = OpenWindowCeiling(settings.max_open_windows)
     late_streams = []
     for spec in specs:
-        table = windowed(
-            spec.name, batches, spec, decoder.time_field, lateness_us, ceiling,
-            resumed.newest_event_us,
-        )  # fmt: skip
+        table = windowed(spec.name, batches, spec, decoder.time_field, lateness_us, ceiling,
+                         resumed.newest_event_us)  # fmt: skip
         pipeline.tables[spec.name] = table
         pipeline.observe(spec.name, table)
         pipeline.write(spec.name, table.rows, spec.output_schema())
