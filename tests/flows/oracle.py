@@ -109,3 +109,20 @@ def by_key(
 def micros(value: datetime) -> int:
     """A timezone-aware datetime → microseconds since the epoch."""
     return round(value.timestamp() * MICROS_PER_S)
+
+
+def assert_capped_sessions(
+    got: dict[tuple[Any, int], dict[str, Any]],
+    expected: dict[tuple[Any, int], list[dict[str, Any]]],
+    gap_us: int,
+    longest_us: int,
+) -> None:
+    """``got`` (rows by (key, window_start in µs)) are exactly the ``expected`` sessions
+    (:func:`sessions` with ``longest_us``): the same sessions, counts, and each ending a
+    gap after its last event or at its cut, whichever comes first."""
+    assert set(got) == set(expected)
+    for (key, start), members in expected.items():
+        last = max(member["_us"] for member in members)
+        assert got[(key, start)]["count"] == len(members)
+        end = min(last + gap_us, (start // longest_us + 1) * longest_us)
+        assert micros(got[(key, start)]["window_end"]) == end

@@ -56,12 +56,7 @@ def test_a_pipeline_files_max_session_cuts_sessions_as_the_oracle_says(tmp_path:
     expected = oracle.sessions(events, "user", GAP_US, MAX_US)
     rows = ds.dataset(tmp_path / "out" / WINDOWS_TABLE).to_table().to_pylist()
     got = oracle.by_key(rows, lambda row: (row["user"], oracle.micros(row["window_start"])))
-    assert set(got) == set(expected)
-    for (user, start), members in expected.items():
-        last = max(member["_us"] for member in members)
-        assert got[(user, start)]["count"] == len(members)
-        end = min(last + GAP_US, (start // MAX_US + 1) * MAX_US)
-        assert oracle.micros(got[(user, start)]["window_end"]) == end
+    oracle.assert_capped_sessions(got, expected, GAP_US, MAX_US)
     assert len(expected) == 12  # 9:10-19:00 and 10:40-20:30 in 2-hour cuts
 
 
